@@ -1,0 +1,145 @@
+"""Checkpoint directories: safetensors weights, config, tokenizer and a hash manifest.
+
+Layout of a checkpoint directory::
+
+    model.safetensors     weights, this project's parameter names
+    config.json           {"format": ..., "model": ModelConfig, ...}
+    tokenizer.json ...    the HF tokenizer the model was trained with (if any)
+    <extra files>         e.g. the trainer's optimizer and RNG state
+    MANIFEST.json         sha256 and size of every file above; written last
+
+A directory is built under a temporary name and renamed into place only when complete
+(``atomic.atomic_dir``), so a crash never leaves a half-written checkpoint under the
+final name. Loading verifies every hash first and refuses a mismatch; weights load only
+through safetensors (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from optimal_sparsity.atomic import atomic_dir, sha256_file
+from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.errors import IntegrityError, UserError
+
+FORMAT = "optimal-sparsity-checkpoint/1"
+MANIFEST = "MANIFEST.json"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+
+def write_manifest(directory: Path) -> dict[str, Any]:
+    files = {
+        p.relative_to(directory).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {"format": FORMAT, "files": files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    cfg: ModelConfig,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+    tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    json_files: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a complete checkpoint atomically. ``tensors`` maps extra safetensors file
+    names to state dicts; ``json_files`` maps extra JSON file names to objects."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        save_file(_state_dict_for_save(model), tmp / WEIGHTS)
+        config = {"format": FORMAT, "model": cfg.to_dict(), **(meta or {})}
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if tokenizer_dir is not None:
+            copy_tokenizer(tokenizer_dir, tmp)
+        for name, sd in (tensors or {}).items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / name)
+        for name, obj in (json_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        write_manifest(tmp)
+    return directory
+
+
+def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
+    src = Path(src)
+    found = [n for n in TOKENIZER_FILES if (src / n).is_file()]
+    if "tokenizer.json" not in found:
+        raise UserError(f"no HF tokenizer (tokenizer.json) in {src}")
+    for n in found:
+        shutil.copyfile(src / n, Path(dst) / n)
+
+
+def verify_checkpoint(directory: str | Path) -> dict[str, Any]:
+    """Check that ``directory`` is a complete checkpoint whose files match its manifest."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"no checkpoint directory at {directory}")
+    mpath = directory / MANIFEST
+    if not mpath.is_file():
+        raise IntegrityError(f"{directory} is not a complete checkpoint: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise IntegrityError(f"{mpath} is corrupt: {err}") from err
+    if manifest.get("format") != FORMAT:
+        raise IntegrityError(f"{mpath}: unknown format {manifest.get('format')!r}")
+    for rel, want in files.items():
+        p = directory / rel
+        if not p.is_file():
+            raise IntegrityError(f"checkpoint {directory}: {rel} is listed but missing")
+        size = p.stat().st_size
+        if size != want["size"]:
+            raise IntegrityError(
+                f"checkpoint {directory}: {rel} has {size} bytes, manifest says {want['size']}")
+        got = sha256_file(p)
+        if got != want["sha256"]:
+            raise IntegrityError(
+                f"checkpoint {directory}: {rel} sha256 {got} does not match manifest "
+                f"{want['sha256']}")
+    return manifest
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise IntegrityError(f"cannot read {path}: {err}") from err
+    if data.get("format") != FORMAT:
+        raise IntegrityError(f"{path}: not an {FORMAT} checkpoint config")
+    return data
+
+
+def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu",
+                    backend: str | None = None, verify: bool = True
+                    ) -> tuple[torch.nn.Module, ModelConfig]:
+    """Verify and load a checkpoint's model (safetensors only)."""
+    from optimal_sparsity.model import build_model
+
+    if verify:
+        verify_checkpoint(directory)
+    cfg = ModelConfig.from_dict(read_config(directory)["model"])
+    if backend is not None:
+        cfg = cfg.replace(backend=backend)
+    model = build_model(cfg, device="meta")
+    state = load_file(Path(directory) / WEIGHTS, device=str(device))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device), cfg

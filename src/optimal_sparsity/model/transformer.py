@@ -1,0 +1,164 @@
+"""Mixtral-style decoder (PAPER.md): pre-norm RMSNorm, full multi-head attention with
+RoPE (base 10000), and a dropless top-k MoE of SwiGLU experts in every layer. No biases,
+no dropout, untied input and output embeddings, Normal(0, 0.02) init (the two
+projections writing into the residual stream use 0.02/sqrt(2L), Megatron's default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.model.losses import load_balancing_loss, router_z_loss
+from optimal_sparsity.model.moe import RouterOutput, TorchMoE, init_moe_, output_init_std
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [S, head_dim] in the half-rotation layout HF Mixtral uses."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+    pos = torch.arange(seq_len, device=device, dtype=torch.float32)
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.head_dim
+        d = cfg.d_model
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
+
+        q = apply_rope(heads(self.q_proj(x)), cos, sin)
+        k = apply_rope(heads(self.k_proj(x)), cos, sin)
+        v = heads(self.v_proj(x))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, s, d))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, moe: nn.Module) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.moe = moe
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                ) -> tuple[torch.Tensor, RouterOutput]:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        y, routing = self.moe(self.post_attention_layernorm(x))
+        return x + y, routing
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor | None
+    loss: torch.Tensor | None = None  # CE + lb_coef * lb_loss + z_coef * z_loss
+    ce_loss: torch.Tensor | None = None
+    lb_loss: torch.Tensor | None = None  # summed over layers, unscaled
+    z_loss: torch.Tensor | None = None  # summed over layers, unscaled
+    routing: list[RouterOutput] = field(default_factory=list)
+
+
+def make_moe(cfg: ModelConfig) -> nn.Module:
+    if cfg.backend == "torch":
+        return TorchMoE(cfg)
+    from optimal_sparsity.model.megablocks_moe import build_megablocks_moe
+
+    return build_megablocks_moe(cfg)
+
+
+class MoECausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, make_moe(cfg)) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        std = self.cfg.init_std
+        nn.init.normal_(self.embed_tokens.weight, std=std)
+        nn.init.normal_(self.lm_head.weight, std=std)
+        for layer in self.layers:
+            attn = layer.self_attn
+            for lin in (attn.q_proj, attn.k_proj, attn.v_proj):
+                nn.init.normal_(lin.weight, std=std)
+            nn.init.normal_(attn.o_proj.weight, std=output_init_std(self.cfg))
+            if self.cfg.backend == "torch":  # MegaBlocks initialises its own experts
+                init_moe_(layer.moe, self.cfg)
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        self.norm.weight.fill_(1.0)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
+                return_logits: bool = True) -> ModelOutput:
+        """``input_ids`` [B, S]; ``labels`` [B, S] aligned with the inputs (the next
+        token at each position; -100 is ignored). Returns logits and, with labels, the
+        loss and its parts."""
+        cfg = self.cfg
+        x = self.embed_tokens(input_ids)
+        cos, sin = rope_cos_sin(input_ids.shape[1], cfg.head_dim, cfg.rope_theta, x.device)
+        routing = []
+        for layer in self.layers:
+            x, r = layer(x, cos, sin)
+            routing.append(r)
+        logits = self.lm_head(self.norm(x))
+        out = ModelOutput(logits=logits if return_logits else None, routing=routing)
+        if labels is not None:
+            ce = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.reshape(-1),
+                                 ignore_index=-100)
+            lb = sum(load_balancing_loss(r.logits, r.top_idx, cfg.n_experts) for r in routing)
+            z = sum(router_z_loss(r.logits) for r in routing)
+            out.ce_loss, out.lb_loss, out.z_loss = ce, lb, z
+            out.loss = ce + cfg.lb_coef * lb + cfg.z_coef * z
+        return out
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> MoECausalLM:
+    """Build and initialise a model. On ``device='meta'`` nothing is allocated."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.device(device):
+        model = MoECausalLM(cfg)
+    if str(device) != "meta":
+        model.init_weights()
+    return model.to(dtype=dtype)
