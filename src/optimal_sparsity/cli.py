@@ -6,26 +6,21 @@ Errors a user can act on (``UserError``) print as one line and exit with status 
 from __future__ import annotations
 
 import argparse
-import csv
+import importlib
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from optimal_sparsity.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
-Command = Callable[[argparse.Namespace], int | None]
-_COMMANDS: dict[str, tuple[Command, str]] = {}
-
-
-def command(name: str, help_: str):
-    def deco(fn: Command) -> Command:
-        _COMMANDS[name] = (fn, help_)
-        return fn
-    return deco
+# Each module registers its subcommands: ``register(subparsers)`` adds parsers whose
+# defaults carry ``func`` (the handler, ``argparse.Namespace -> int | None``).
+COMMAND_MODULES: tuple[str, ...] = (
+    "optimal_sparsity.commands.core",
+)
 
 
 def positive_float(text: str) -> float:
@@ -48,108 +43,14 @@ def positive_int(text: str) -> int:
     return v
 
 
-# Commands -------------------------------------------------------------------------
-
-@command("test", "run the test suite (the README's test command)")
-def cmd_test(args: argparse.Namespace) -> int:
-    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=REPO)
-
-
-@command("grid", "the paper's 65 released math models with exact parameter accounting")
-def cmd_grid(args: argparse.Namespace) -> int:
-    from optimal_sparsity.accounting import count_params
-    from optimal_sparsity.grid import PAPER_TOKENS, format_size, paper_models
-
-    cols = ["name", "d", "E", "k", "total_params", "active_params", "sparsity", "density", "tpp"]
-    rows = []
-    for pm in paper_models():
-        cfg = pm.config()
-        pc = count_params(cfg)
-        rows.append({"name": pm.name, "d": pm.d, "E": pm.E, "k": pm.k,
-                     "total_params": pc.total, "active_params": pc.active,
-                     "sparsity": f"{cfg.sparsity:.10g}", "density": f"{cfg.density:.10g}",
-                     "tpp": f"{PAPER_TOKENS / pc.total:.4g}", "hf_repo": pm.hf_repo,
-                     "sizes": f"{format_size(pc.total)}/A{format_size(pc.active)}"})
-    if args.csv:
-        w = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore",
-                           lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"Released math models (TPP at {PAPER_TOKENS / 1e9:.0f}B tokens)")
-    for c in [*cols, "sizes", "hf_repo"]:
-        t.add_column(c, justify="right" if c not in ("name", "hf_repo", "sizes") else "left")
-    for r in rows:
-        t.add_row(*(str(r[c]) for c in [*cols, "sizes", "hf_repo"]))
-    Console().print(t)
-    return 0
-
-
-@command("export", "export a checkpoint to a Hugging Face MixtralForCausalLM directory")
-def cmd_export(args: argparse.Namespace) -> int:
-    from optimal_sparsity.hf_export import export_hf
-
-    out = export_hf(args.checkpoint, args.out)
-    print(f"wrote {out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
-    return 0
-
-
-@command("plan", "sparsity planner: candidate (d, E, k) for a token and compute budget")
-def cmd_plan(args: argparse.Namespace) -> int:
-    from optimal_sparsity.planner import plan
-
-    cands = plan(args.tokens, args.goal, active_params=args.active_params,
-                 flops_budget=args.flops_budget, max_total_params=args.max_total_params,
-                 n_layers=args.layers)
-    cols = ["name", "total_params", "active_params", "tpp", "train_flops", "recommended"]
-    w = csv.writer(sys.stdout, lineterminator="\n")
-    if args.csv:
-        w.writerow(cols)
-    for c in cands:
-        row = [c.name, c.total_params, c.active_params, f"{c.tpp:.4g}", f"{c.train_flops:.3g}",
-               "*" if c.recommended else ""]
-        if args.csv:
-            w.writerow(row)
-        else:
-            mark = "  <- recommended" if c.recommended else ""
-            print(f"{c.name:16s} total {c.total_params / 1e9:7.3f}B  active "
-                  f"{c.active_params / 1e9:6.3f}B  TPP {c.tpp:8.2f}  "
-                  f"train FLOPs {c.train_flops:9.3g}{mark}")
-    best = next(c for c in cands if c.recommended)
-    print(f"# recommended for {args.goal}: {best.name} (TPP {best.tpp:.1f}, k={best.k})",
-          file=sys.stderr)
-    return 0
-
-
-def _add_arguments(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("test", help=_COMMANDS["test"][1])
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    p = sub.add_parser("grid", help=_COMMANDS["grid"][1])
-    p.add_argument("--csv", action="store_true", help="CSV on stdout")
-    p = sub.add_parser("export", help=_COMMANDS["export"][1])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path)
-    p = sub.add_parser("plan", help=_COMMANDS["plan"][1])
-    p.add_argument("--tokens", type=positive_float, required=True)
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--active-params", type=positive_float)
-    g.add_argument("--flops-budget", type=positive_float, help="total training FLOPs")
-    p.add_argument("--max-total-params", type=positive_float, help="memory cap")
-    p.add_argument("--goal", choices=["reasoning", "memorization"], required=True)
-    p.add_argument("--layers", type=positive_int, default=16)
-    p.add_argument("--csv", action="store_true")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reproduce",
         description="Reproducibility artifact for 'Optimal Sparsity of Mixture-of-Experts "
                     "Language Models for Reasoning Tasks' (arXiv 2508.18672).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_arguments(sub)
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(sub)
     return parser
 
 
@@ -159,9 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    fn, _ = _COMMANDS[args.command]
     try:
-        return int(fn(args) or 0)
+        return int(args.func(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
