@@ -16,3 +16,21 @@ def tiny_cfg():
     from optimal_sparsity.grid import scaled_config
 
     return scaled_config(32, 4, 2, n_layers=2, vocab_size=96, max_seq_len=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The 'tiny' preset corpus, built once per test session."""
+    from optimal_sparsity.data.corpus import build_corpus
+    from optimal_sparsity.data.presets import PRESETS
+
+    return build_corpus(PRESETS["tiny"], tmp_path_factory.mktemp("corpus") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config(tiny_corpus):
+    from optimal_sparsity.train.config import TrainConfig
+
+    return TrainConfig(model="s-d32-E4-k2", corpus=str(tiny_corpus), steps=12, seq_len=64,
+                       micro_batch=4, lr=3e-3, eval_sequences=8, ckpt_interval=4,
+                       keep_fractions=(0.5,), model_overrides={"n_layers": 2}, threads=2)

@@ -1,0 +1,117 @@
+"""TriviaQA proxy: a synthetic knowledge base of people and their attributes.
+
+Each person has one value per attribute (birth city, occupation, university, birth
+year). Training text states the facts as short biographies and as question/answer
+pairs; evaluation asks the same questions (facts seen in training). The information
+content is ``n_people * sum_a log2(n_values_a)`` bits, which can be set above what the
+smaller scaled-down models can store.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from optimal_sparsity.data.names import word_pool
+
+JOBS = ["baker", "pilot", "doctor", "farmer", "teacher", "painter", "sailor", "lawyer",
+        "nurse", "miner", "singer", "tailor", "chemist", "dentist", "editor", "potter",
+        "weaver", "banker", "butcher", "carpenter", "clerk", "cook", "dancer", "driver",
+        "engineer", "fisher", "gardener", "hunter", "jeweler", "mason", "poet", "smith"]
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    n_people: int = 2000
+    n_cities: int = 64
+    n_universities: int = 48
+    first_year: int = 1900
+    n_years: int = 100
+    qa_fraction: float = 0.5  # share of knowledge documents written as Q/A pairs
+    facts_per_qa_doc: int = 4
+
+    def __post_init__(self) -> None:
+        if self.n_people < 1 or min(self.n_cities, self.n_universities, self.n_years) < 2:
+            raise ValueError("knowledge: need n_people >= 1 and >= 2 values per attribute")
+        if not 0.0 <= self.qa_fraction <= 1.0:
+            raise ValueError("knowledge: qa_fraction must be in [0, 1]")
+
+
+# attribute -> (question, biography templates)
+_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "city": ("Where was {p} born?",
+             ("{p} was born in {v}.", "{p} came into the world in {v}.",
+              "The birthplace of {p} is {v}.")),
+    "job": ("What is the occupation of {p}?",
+            ("{p} works as a {v}.", "{p} earns a living as a {v}.",
+             "By profession, {p} is a {v}.")),
+    "university": ("Which university did {p} attend?",
+                   ("{p} studied at {v} University.", "{p} graduated from {v} University.",
+                    "{p} is an alumnus of {v} University.")),
+    "year": ("In which year was {p} born?",
+             ("{p} was born in the year {v}.", "{p} celebrates a birthday from {v}.",
+              "The birth year of {p} is {v}.")),
+}
+ATTRIBUTES = tuple(_TEMPLATES)
+
+
+class KnowledgeBase:
+    def __init__(self, cfg: KnowledgeConfig, seed: int) -> None:
+        self.cfg = cfg
+        rng = random.Random(f"knowledge/{seed}")
+        cities = word_pool(cfg.n_cities, seed=rng.randrange(2**31))
+        unis = word_pool(cfg.n_universities, seed=rng.randrange(2**31),
+                         exclude=frozenset(cities))
+        years = [str(cfg.first_year + i) for i in range(cfg.n_years)]
+        self.values: dict[str, list[str]] = {"city": cities, "job": JOBS, "university": unis,
+                                             "year": years}
+        n_first = max(8, math.ceil(math.sqrt(cfg.n_people * 2)))
+        firsts = word_pool(n_first, seed=rng.randrange(2**31), syllables=(2, 2),
+                           exclude=frozenset(cities + unis))
+        lasts = word_pool(n_first, seed=rng.randrange(2**31), syllables=(2, 3),
+                          exclude=frozenset(cities + unis + firsts))
+        pairs = [(f, s) for f in firsts for s in lasts]
+        rng.shuffle(pairs)
+        self.people = [f"{f} {s}" for f, s in pairs[: cfg.n_people]]
+        self.facts = [{a: rng.choice(self.values[a]) for a in ATTRIBUTES} for _ in self.people]
+
+    @property
+    def bits(self) -> float:
+        """Information content of the knowledge base (bits)."""
+        return len(self.people) * sum(math.log2(len(self.values[a])) for a in ATTRIBUTES)
+
+    def biography(self, rng: random.Random, i: int) -> str:
+        attrs = list(ATTRIBUTES)
+        rng.shuffle(attrs)
+        p, facts = self.people[i], self.facts[i]
+        return " ".join(rng.choice(_TEMPLATES[a][1]).format(p=p, v=facts[a]) for a in attrs)
+
+    def qa(self, i: int, attr: str) -> tuple[str, str]:
+        """(prompt, answer) for one fact, in the evaluation format."""
+        q = _TEMPLATES[attr][0].format(p=self.people[i])
+        return f"Question: {q}\nAnswer:", f" {self.facts[i][attr]}"
+
+    def qa_document(self, rng: random.Random, i: int) -> str:
+        attrs = rng.sample(ATTRIBUTES, min(self.cfg.facts_per_qa_doc, len(ATTRIBUTES)))
+        return "\n\n".join(p + a for p, a in (self.qa(i, attr) for attr in attrs))
+
+    def document(self, rng: random.Random) -> tuple[str, int]:
+        """A training document about a uniformly drawn person -> (text, person)."""
+        i = rng.randrange(len(self.people))
+        if rng.random() < self.cfg.qa_fraction:
+            return self.qa_document(rng, i), i
+        return self.biography(rng, i), i
+
+    def eval_items(self, n: int, seed: int) -> list[dict]:
+        """``n`` distinct facts (all of which the training text states)."""
+        rng = random.Random(f"knowledge-eval/{seed}")
+        keys = [(i, a) for i in range(len(self.people)) for a in ATTRIBUTES]
+        picked = rng.sample(keys, min(n, len(keys)))
+        items = []
+        for i, a in picked:
+            prompt, answer = self.qa(i, a)
+            items.append({"id": f"kb-{i}-{a}", "task": "triviaqa_proxy", "prompt": prompt,
+                          "answer": answer, "target": answer.strip(), "person": i,
+                          "attribute": a})
+        return items

@@ -1,0 +1,1 @@
+"""Resumable MoE pre-training (the paper's recipe, scaled down), optionally under torchrun."""

@@ -1,0 +1,100 @@
+"""Typed training configuration (serialised next to every run and checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from optimal_sparsity.errors import UserError
+
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's recipe (PAPER.md) with scaled-down sizes.
+
+    AdamW (0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), linear warm-up then
+    cosine decay to ``min_lr_ratio`` x peak, gradient clipping at 1.0, loss = CE +
+    load-balancing + z-loss. ``train_tokens`` (or ``steps``) sets the budget; one
+    step consumes ``micro_batch * grad_accum * world_size`` sequences of ``seq_len``.
+    """
+
+    model: str
+    corpus: str
+    seed: int = 0
+    seq_len: int = 256
+    micro_batch: int = 16
+    grad_accum: int = 1
+    train_tokens: int | None = None
+    steps: int | None = None
+    lr: float = 2e-3
+    warmup_frac: float = 0.067  # the paper: 2,000 of 29,803 steps
+    min_lr_ratio: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_interval: int = 0  # steps; 0 = only at the end
+    eval_sequences: int = 64
+    ckpt_interval: int = 0  # steps; 0 = only at the end (and on a signal)
+    keep_fractions: tuple[float, ...] = (0.125, 0.25, 0.5)  # intermediate checkpoints kept
+    keep_last: int = 1  # rolling checkpoints kept besides the kept ones
+    load_log_interval: int = 10  # steps between per-expert load records
+    precision: Precision = "fp32"
+    threads: int = 0  # 0 = all cores
+    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise UserError(f"invalid training config: {msg}")
+
+        need((self.train_tokens is None) != (self.steps is None),
+             "give exactly one of train_tokens or steps")
+        if self.train_tokens is not None:
+            need(self.train_tokens > 0, f"train_tokens must be > 0 (got {self.train_tokens})")
+        if self.steps is not None:
+            need(self.steps > 0, f"steps must be > 0 (got {self.steps})")
+        for f in ("seq_len", "micro_batch", "grad_accum", "eval_sequences", "load_log_interval"):
+            need(getattr(self, f) >= 1, f"{f} must be >= 1")
+        for f in ("eval_interval", "ckpt_interval", "keep_last", "threads"):
+            need(getattr(self, f) >= 0, f"{f} must be >= 0")
+        need(self.lr > 0, "lr must be > 0")
+        need(0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)")
+        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "betas must be in [0, 1)")
+        need(self.grad_clip > 0, "grad_clip must be > 0")
+        need(all(0 < f < 1 for f in self.keep_fractions), "keep_fractions must be in (0, 1)")
+        need(self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16")
+
+    def total_steps(self, world_size: int = 1) -> int:
+        if self.steps is not None:
+            return self.steps
+        per_step = self.seq_len * self.micro_batch * self.grad_accum * world_size
+        return max(1, -(-int(self.train_tokens or 0) // per_step))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["keep_fractions"] = list(self.keep_fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise UserError(f"unknown training config field(s): {', '.join(sorted(unknown))}")
+        if "keep_fractions" in d:
+            d["keep_fractions"] = tuple(d["keep_fractions"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,318 @@
+"""The training loop: deterministic, resumable, optionally data-parallel (torchrun).
+
+Run directory::
+
+    train_config.json      the TrainConfig (a resumed run must match it)
+    metrics.jsonl          one line per step (+ validation and expert-load records)
+    checkpoints/step-N/    model + optimizer + RNG + data position (see state.py)
+    summary.json           written at the end: final losses, throughput, sizes
+
+Bitwise resume on CPU: the data position is one integer (samples consumed), the
+sampler's order depends only on (seed, epoch), the optimizer state and RNG are restored
+exactly, and the metrics log is truncated to the checkpoint's offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from optimal_sparsity.accounting import count_params, matmul_flops_per_token
+from optimal_sparsity.atomic import write_json
+from optimal_sparsity.checkpoint import save_checkpoint
+from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split, read_corpus_meta
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.grid import get_config
+from optimal_sparsity.model import build_model
+from optimal_sparsity.train import state as st
+from optimal_sparsity.train.config import TrainConfig
+from optimal_sparsity.train.schedule import lr_at
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" | "interrupted"
+    step: int
+    total_steps: int
+    out: Path
+    summary: dict[str, Any]
+
+
+def model_config_for(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
+    """The grid point, with the corpus' vocabulary and the run's sequence length."""
+    return get_config(cfg.model, vocab_size=vocab_size, max_seq_len=cfg.seq_len,
+                      **cfg.model_overrides)
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return rank, world
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: str | Path, progress: bool | None = None,
+                 device: str | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.rank, self.world = _dist_info()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.progress = progress
+
+        self.corpus = Path(cfg.corpus)
+        meta = read_corpus_meta(self.corpus)
+        self.model_cfg = model_config_for(cfg, meta["vocab_size"])
+        self.params = count_params(self.model_cfg)
+        self.total_steps = cfg.total_steps(self.world)
+        self.warmup = round(cfg.warmup_frac * self.total_steps)
+        self.keep_steps = {max(1, round(f * self.total_steps)) for f in cfg.keep_fractions}
+        self.keep_steps.add(self.total_steps)
+        self.seqs_per_step = cfg.micro_batch * cfg.grad_accum * self.world
+        self.tokens_per_step = self.seqs_per_step * cfg.seq_len
+
+        self.sampler = BatchSampler(open_split(self.corpus, "train"), cfg.seq_len, cfg.seed)
+        self.val_batches = fixed_batches(open_split(self.corpus, "val"), cfg.seq_len,
+                                         cfg.eval_sequences, cfg.micro_batch)
+
+        model = build_model(self.model_cfg, seed=cfg.seed)  # init on CPU: same on any device
+        self.model = model.to(self.device)
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.ndim < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=False)
+        self.ddp = None
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._stop_signal: int | None = None
+
+    # Paths and bookkeeping -------------------------------------------------------------
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    def _check_run_dir(self) -> None:
+        path = self.out / "train_config.json"
+        want = {"train": self.cfg.to_dict(), "world_size": self.world}
+        if path.is_file():
+            have = json.loads(path.read_text())
+            if have != want:
+                raise UserError(f"{self.out} holds a run with a different training config "
+                                f"(see {path}); use another --out to start a new run")
+        elif self.rank == 0:
+            write_json(path, want)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+
+    # Checkpoints -----------------------------------------------------------------------
+    def save(self, step: int, samples: int) -> Path | None:
+        path = st.step_dir(self.ckpt_root, step)
+        if self.rank == 0:
+            tensors, groups = st.optimizer_tensors(self.opt)
+            offset = self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
+            state = {"step": step, "samples": samples, "tokens": samples * self.cfg.seq_len,
+                     "total_steps": self.total_steps, "param_groups": groups,
+                     "metrics_offset": offset, "rng": st.rng_json()}
+            meta = {"train": self.cfg.to_dict(), "step": step,
+                    "tokens": samples * self.cfg.seq_len,
+                    "corpus_fingerprint": read_corpus_meta(self.corpus).get("fingerprint")}
+            save_checkpoint(path, self.model, self.model_cfg,
+                            tokenizer_dir=self.corpus / "tokenizer", meta=meta,
+                            tensors={st.OPTIMIZER_FILE: tensors},
+                            json_files={st.STATE_FILE: state})
+            self._prune(step)
+        if self.world > 1:
+            dist.barrier()
+        return path
+
+    def _prune(self, newest: int) -> None:
+        """Drop rolling checkpoints beyond ``keep_last``; all of them once the run is done."""
+        rolling = [(s, p) for s, p in st.list_checkpoints(self.ckpt_root)
+                   if s not in self.keep_steps and s != newest]
+        keep = 0 if newest == self.total_steps else self.cfg.keep_last
+        excess = len(rolling) - max(0, keep - (newest not in self.keep_steps))
+        for _, p in rolling[:max(0, excess)]:
+            st.remove_checkpoint(p)
+
+    def _resume(self) -> tuple[int, int]:
+        point = st.latest_resume_point(self.ckpt_root)
+        if point is None:
+            if self.rank == 0 and self.metrics_path.exists():
+                self.metrics_path.unlink()  # a run that never checkpointed starts over
+            return 0, 0
+        from safetensors.torch import load_file
+
+        weights = load_file(point.path / "model.safetensors", device=str(self.device))
+        self.model.load_state_dict(weights, strict=True)
+        tensors = st.load_optimizer_file(point.path)
+        st.restore_optimizer(self.opt, tensors, point.state["param_groups"])
+        st.restore_rng_json(point.state["rng"])
+        if self.rank == 0 and self.metrics_path.exists():
+            with open(self.metrics_path, "r+b") as f:
+                f.truncate(point.state["metrics_offset"])
+        return point.step, point.state["samples"]
+
+    # Evaluation during training ----------------------------------------------------------
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        for x, y in self.val_batches:
+            out = self.model(x.to(self.device), labels=y.to(self.device), return_logits=False)
+            n = y.numel()
+            total += out.ce_loss.item() * n
+            count += n
+        self.model.train()
+        return total / count
+
+    # The loop ------------------------------------------------------------------------------
+    def _handle_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, step: int, samples: int) -> dict[str, Any]:
+        cfg, mc = self.cfg, self.model_cfg
+        lr = lr_at(step, self.total_steps, cfg.lr, self.warmup, cfg.min_lr_ratio)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        net = self.ddp or self.model
+        parts = torch.zeros(4, dtype=torch.float64)  # loss, ce, lb, z
+        load = torch.zeros(mc.n_layers, mc.n_experts, dtype=torch.float64)
+        base = samples + self.rank * cfg.grad_accum * cfg.micro_batch
+        for micro in range(cfg.grad_accum):
+            x, y = self.sampler.batch(base + micro * cfg.micro_batch, cfg.micro_batch)
+            sync = micro == cfg.grad_accum - 1
+            ctx = net.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext()
+            with ctx:
+                with self._autocast():
+                    out = net(x.to(self.device), labels=y.to(self.device), return_logits=False)
+                (out.loss / cfg.grad_accum).backward()
+            parts += torch.stack([out.loss.detach(), out.ce_loss.detach(), out.lb_loss.detach(),
+                                  out.z_loss.detach()]).double().cpu()
+            for i, r in enumerate(out.routing):
+                load[i] += torch.bincount(r.top_idx.reshape(-1), minlength=mc.n_experts).cpu()
+        if self.world > 1:
+            dist.all_reduce(parts)
+            dist.all_reduce(load)
+            parts /= self.world
+        parts /= cfg.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        frac = load / load.sum(dim=1, keepdim=True)
+        rec = {"step": step + 1, "tokens": (samples + self.seqs_per_step) * cfg.seq_len,
+               "lr": lr, "loss": parts[0].item(), "ce": parts[1].item(),
+               "lb": parts[2].item(), "z": parts[3].item(), "grad_norm": grad_norm.item(),
+               "imbalance": [round(v, 4) for v in (frac.max(dim=1).values * mc.n_experts).tolist()]}
+        if (step + 1) % cfg.load_log_interval == 0 or step + 1 == self.total_steps:
+            rec["expert_load"] = [[round(v, 5) for v in row] for row in frac.tolist()]
+        return rec
+
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if self.world > 1:
+            dist.barrier()
+        self._check_run_dir()
+        step, samples = self._resume()
+        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = None
+        if self.rank == 0 and self.progress is not False:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=step, unit="step", file=sys.stderr,
+                       disable=None if self.progress is None else False, dynamic_ncols=True,
+                       desc=self.model_cfg.name)
+        t_start = time.perf_counter()
+        rates: list[float] = []
+        status = "finished"
+        try:
+            while step < self.total_steps:
+                t0 = time.perf_counter()
+                rec = self.train_step(step, samples)
+                dt = time.perf_counter() - t0
+                step += 1
+                samples += self.seqs_per_step
+                rec["tok_s"] = round(self.tokens_per_step / dt, 1)
+                rates.append(self.tokens_per_step / dt)
+                at_eval = cfg.eval_interval and step % cfg.eval_interval == 0
+                if at_eval or step == self.total_steps:
+                    rec["val_loss"] = self.validation_loss()
+                self._log(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tok_s']:.0f}")
+                due = (cfg.ckpt_interval and step % cfg.ckpt_interval == 0)
+                if due or step in self.keep_steps or self._stop_signal is not None:
+                    self.save(step, samples)
+                if self._stop_signal is not None and step < self.total_steps:
+                    status = "interrupted"
+                    break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if bar is not None:
+                bar.close()
+        summary = self._summary(step, samples, rates, time.perf_counter() - t_start, status)
+        return RunResult(status, step, self.total_steps, self.out, summary)
+
+    def _summary(self, step: int, samples: int, rates: list[float], wall: float,
+                 status: str) -> dict[str, Any]:
+        last = {}
+        if self.rank == 0 and self.metrics_path.exists():
+            for line in self.metrics_path.read_text().splitlines():
+                rec = json.loads(line)
+                last.update({k: rec[k] for k in ("loss", "ce", "val_loss") if k in rec})
+        steady = sorted(rates[2:] or rates)
+        tok_s = steady[len(steady) // 2] if steady else float("nan")
+        mc = self.model_cfg
+        summary = {
+            "status": status, "model": mc.to_dict(), "step": step,
+            "total_steps": self.total_steps, "tokens": samples * self.cfg.seq_len,
+            "total_params": self.params.total, "active_params": self.params.active,
+            "tpp": samples * self.cfg.seq_len / self.params.total,
+            "final_train_ce": last.get("ce"), "final_val_loss": last.get("val_loss"),
+            "median_tokens_per_s": tok_s, "wall_s_this_session": wall,
+            "achieved_flops": tok_s * matmul_flops_per_token(mc, self.cfg.seq_len)
+            if math.isfinite(tok_s) else None,
+            "world_size": self.world, "threads": torch.get_num_threads(),
+        }
+        if self.rank == 0 and status == "finished":
+            write_json(self.out / "summary.json", summary)
+        return summary
