@@ -1,0 +1,1 @@
+"""The results table: what evaluation writes and figures read."""
