@@ -1,0 +1,41 @@
+"""Build results-table rows for one checkpoint, with its identity and provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from optimal_sparsity.accounting import count_params
+from optimal_sparsity.checkpoint import read_config
+from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.provenance import provenance
+from optimal_sparsity.results.table import Row
+
+
+def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
+    """Identity fields of a checkpoint written by the trainer (or an imported one)."""
+    meta = read_config(checkpoint)
+    cfg = ModelConfig.from_dict(meta["model"])
+    pc = count_params(cfg)
+    train = meta.get("train") or {}
+    tokens = int(meta.get("tokens") or 0)
+    from optimal_sparsity.train.config import TrainConfig
+
+    run = TrainConfig.from_dict(train).fingerprint() if train else cfg.fingerprint()
+    return {"run": run, "model": cfg.name, "seed": int(train.get("seed", 0)),
+            "step": int(meta.get("step") or 0), "tokens": tokens, "d": cfg.d_model,
+            "E": cfg.n_experts, "k": cfg.top_k, "n_layers": cfg.n_layers,
+            "total_params": pc.total, "active_params": pc.active,
+            "tpp": tokens / pc.total if tokens else 0.0, "config_hash": cfg.fingerprint(),
+            "corpus": str(meta.get("corpus_fingerprint") or "")}
+
+
+def make_rows(identity: dict[str, Any], task: str, metrics: dict[str, float], n: int,
+              stderr: dict[str, float] | None = None, source: str = "retrain",
+              extra: dict[str, Any] | None = None) -> list[Row]:
+    prov = provenance()
+    return [Row(task=task, metric=m, value=float(v), n=n,
+                stderr=(stderr or {}).get(m), source=source, commit=str(prov["commit"]),
+                hardware=str(prov["hardware"]), time=str(prov["time"]),
+                versions=dict(prov["versions"]), extra=dict(extra or {}), **identity)
+            for m, v in metrics.items()]
