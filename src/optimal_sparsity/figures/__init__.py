@@ -1,0 +1,1 @@
+"""One small declarative definition per paper figure, drawn from the results table."""

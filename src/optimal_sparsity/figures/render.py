@@ -1,0 +1,95 @@
+"""Rows -> one figure's outputs: plot, data CSV, claim verdicts, regression check."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimal_sparsity.atomic import write_json, write_text
+from optimal_sparsity.claims.registry import (
+    CLAIMS_BY_ID,
+    INCONCLUSIVE,
+    ClaimData,
+    TaskSet,
+    Verdict,
+)
+from optimal_sparsity.figures.plot import draw
+from optimal_sparsity.figures.spec import FigureSpec
+from optimal_sparsity.references import Regression, check
+from optimal_sparsity.results.table import Row
+
+
+@dataclass
+class FigureResult:
+    figure: str
+    mode: str
+    scale: str
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    regressions: list[Regression] = field(default_factory=list)
+    compared: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    skipped: str | None = None
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"figure": self.figure, "mode": self.mode, "scale": self.scale,
+                "verdicts": {k: asdict(v) for k, v in self.verdicts.items()},
+                "regressions": [asdict(r) for r in self.regressions],
+                "compared_with_reference": self.compared, "outputs": self.outputs,
+                "skipped": self.skipped, "wall_s": self.wall_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FigureResult:
+        return cls(d["figure"], d["mode"], d["scale"],
+                   {k: Verdict(**v) for k, v in d["verdicts"].items()},
+                   [Regression(**r) for r in d["regressions"]], d["compared_with_reference"],
+                   d["outputs"], d["skipped"], d["wall_s"])
+
+
+def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path) -> FigureResult:
+    res = FigureResult(spec.id, mode, scale, skipped=reason,
+                       verdicts={c: Verdict(INCONCLUSIVE, f"not run: {reason}")
+                                 for c in spec.claims})
+    write_json(out_dir / spec.id / "result.json", res.to_dict())
+    return res
+
+
+def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale: str,
+           tasks: TaskSet, label: str, reference: dict[str, Any] | None = None,
+           points_filter=None) -> FigureResult:
+    data = ClaimData(rows, tasks)
+    points = [p for p in data.final if points_filter is None or points_filter(p)]
+    fig_dir = out_dir / spec.id
+    plotted = draw(spec, data, points, fig_dir / spec.id, label)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["panel", "series", "model", "x", "y", "yerr"])
+    for d in plotted:
+        w.writerow([d.panel, d.series, d.model, f"{d.x:.6g}", f"{d.y:.6g}", f"{d.yerr:.4g}"])
+    write_text(fig_dir / "data.csv", buf.getvalue())
+    verdicts = {}
+    for cid in spec.claims:
+        try:
+            verdicts[cid] = CLAIMS_BY_ID[cid].check(data)
+        except (ValueError, ArithmeticError) as err:
+            verdicts[cid] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
+    regressions, compared = [], 0
+    if reference is not None:
+        metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}
+        metrics |= {tasks.train_loss, tasks.val_loss}
+        regressions, compared = check(rows, reference, metrics)
+    res = FigureResult(spec.id, mode, scale, verdicts, regressions, compared,
+                       {"png": f"{spec.id}/{spec.id}.png", "svg": f"{spec.id}/{spec.id}.svg",
+                        "pdf": f"{spec.id}/{spec.id}.pdf", "csv": f"{spec.id}/data.csv"})
+    write_json(fig_dir / "verdicts.json", {k: asdict(v) for k, v in verdicts.items()})
+    write_json(fig_dir / "result.json", res.to_dict())
+    return res
+
+
+def load_result(out_dir: Path, fig_id: str) -> FigureResult | None:
+    path = out_dir / fig_id / "result.json"
+    return FigureResult.from_dict(json.loads(path.read_text())) if path.is_file() else None

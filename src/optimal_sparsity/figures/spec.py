@@ -1,0 +1,43 @@
+"""What a figure is: panels (axes, series, metric) and the claims it checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from optimal_sparsity.claims.registry import Metric, TaskSet
+
+Kind = str  # "lines" | "sparsity_scatter" | "sc_curve" | "grpo" | "fewshot"
+X_AXES = ("total_params", "active_params", "train_loss", "tpp", "density", "samples", "shots")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """``y`` names a metric by role ("reasoning_acc[0]", see TaskSet) or literally
+    ("pretrain/train_loss")."""
+
+    title: str
+    y: str
+    x: str = "total_params"
+    kind: Kind = "lines"
+    log_x: bool = True
+    y_label: str = ""
+
+    def metric(self, tasks: TaskSet) -> Metric:
+        if m := re.fullmatch(r"(\w+)\[(\d+)\]", self.y):
+            return getattr(tasks, m.group(1))[int(m.group(2))]
+        task, metric = self.y.split("/", 1)
+        return task, metric
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    id: str
+    title: str
+    paper: str  # what the paper's figure shows
+    panels: tuple[Panel, ...]
+    claims: tuple[str, ...]
+    tiers: tuple[str, ...]  # evaluation tiers it needs
+    checkpoints: str = "final"  # or "all" (intermediate checkpoints, Fig 4)
+    points: str = "all"  # or "posttrain" (the family that gets TTC / GRPO / few-shot)
+    cost: str = ""

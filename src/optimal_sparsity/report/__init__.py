@@ -1,0 +1,1 @@
+"""The report an evaluator reads: claims table, figures, regressions, environment."""

@@ -1,0 +1,143 @@
+"""Write ``report.html`` and ``report.md`` from the figure results of one run."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from optimal_sparsity.atomic import write_text
+from optimal_sparsity.claims.registry import CLAIMS_BY_ID
+from optimal_sparsity.figures.registry import FIGURES_BY_ID
+from optimal_sparsity.figures.render import FigureResult
+from optimal_sparsity.provenance import provenance
+from optimal_sparsity.references import REFERENCES
+
+COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+
+
+@dataclass
+class RunInfo:
+    mode: str
+    scale: str
+    wall_s: float
+    command: str
+
+
+def _pinned_png(fig_id: str) -> Path | None:
+    p = REFERENCES / "scaled" / "figures" / f"{fig_id}.png"
+    return p if p.is_file() else None
+
+
+def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
+    rows = []
+    for res in results:
+        for cid, v in res.verdicts.items():
+            c = CLAIMS_BY_ID[cid]
+            rows.append({"claim": cid, "figure": c.figure, "paper": c.statement,
+                         "measured": v.statistic, "verdict": v.status})
+    return rows
+
+
+def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> tuple[Path, Path]:
+    prov = provenance()
+    label = f"{info.mode} mode, {info.scale} scale"
+    rows = claim_rows(results)
+    counts = {s: sum(r["verdict"] == s for r in rows) for s in COLORS}
+    regressions = [(r.figure, g) for r in results for g in r.regressions]
+
+    # Markdown -----------------------------------------------------------------------
+    md = [f"# optimal-sparsity: claim-by-claim report ({label})", "",
+          f"Paper: arXiv 2508.18672. Commit `{prov['commit']}`, {prov['time']}, "
+          f"{prov['hardware']}. Wall time {info.wall_s / 60:.1f} min. Command: "
+          f"`{info.command}`.", "",
+          "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
+          "| claim | figure | paper says | we measured | verdict |",
+          "| --- | --- | --- | --- | --- |"]
+    md += [f"| {r['claim']} | {r['figure']} | {r['paper']} | {r['measured']} | "
+           f"**{r['verdict']}** |" for r in rows]
+    md += ["", "## Regression check against the pinned references", ""]
+    if regressions:
+        md += [f"- {fig}: {g}" for fig, g in regressions]
+    else:
+        compared = sum(r.compared for r in results)
+        md.append(f"No regressions ({compared} values compared)." if compared
+                  else "No reference values for this scale and mode.")
+    md += ["", "## Figures", ""]
+    for res in results:
+        spec = FIGURES_BY_ID[res.figure]
+        md += [f"### {res.figure}: {spec.title}", "", f"Paper: {spec.paper}", ""]
+        if res.skipped:
+            md += [f"Skipped: {res.skipped}", ""]
+        else:
+            md += [f"![{res.figure}]({info.scale}/{res.outputs['png']})", ""]
+        pinned = _pinned_png(res.figure)
+        if pinned is not None:
+            md += [f"Pinned full-scale reference: `{pinned.relative_to(REFERENCES.parent)}`", ""]
+    md += ["## Environment", "", *(f"- {k}: {v}" for k, v in prov["versions"].items())]
+    md_path = out_dir / "report.md"
+    write_text(md_path, "\n".join(md) + "\n")
+
+    # HTML ---------------------------------------------------------------------------
+    def esc(s: object) -> str:
+        return html.escape(str(s))
+
+    trs = "\n".join(
+        f"<tr><td><code>{esc(r['claim'])}</code></td><td>{esc(r['figure'])}</td>"
+        f"<td>{esc(r['paper'])}</td><td>{esc(r['measured'])}</td>"
+        f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['verdict'])}"
+        "</span></td></tr>" for r in rows)
+    figs = []
+    for res in results:
+        spec = FIGURES_BY_ID[res.figure]
+        body = (f"<p class='skip'>Skipped: {esc(res.skipped)}</p>" if res.skipped else
+                f"<figure><img src='{esc(info.scale)}/{esc(res.outputs['png'])}' "
+                f"alt='{esc(res.figure)}'><figcaption>This run ({esc(label)})</figcaption>"
+                "</figure>")
+        pinned = _pinned_png(res.figure)
+        if pinned is not None:
+            rel = Path("..") / pinned.relative_to(REFERENCES.parent)
+            body += (f"<figure><img src='{esc(rel.as_posix())}' alt='pinned'><figcaption>"
+                     "Pinned reference: full scale, from references/</figcaption></figure>")
+        figs.append(f"<section><h3>{esc(res.figure)}: {esc(spec.title)}</h3>"
+                    f"<p class='paper'>Paper: {esc(spec.paper)}</p><div class='figs'>{body}"
+                    "</div></section>")
+    regs = ("<ul>" + "".join(f"<li>{esc(f)}: {esc(g)}</li>" for f, g in regressions) + "</ul>"
+            if regressions else f"<p>No regressions ({sum(r.compared for r in results)} values "
+            "compared with the pinned references).</p>")
+    env = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in prov["versions"].items())
+    summary = " ".join(f"<span class='v' style='background:{c}'>{counts[s]} {esc(s)}</span>"
+                       for s, c in COLORS.items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>optimal-sparsity report ({esc(label)})</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#1f2328;
+line-height:1.4;padding:0 1rem}}
+table{{border-collapse:collapse;width:100%;font-size:.88rem}}
+th,td{{border:1px solid #d0d7de;padding:.35rem .5rem;vertical-align:top;text-align:left}}
+th{{background:#f6f8fa}}
+.v{{color:#fff;border-radius:1rem;padding:.1rem .55rem;white-space:nowrap;font-size:.8rem}}
+.figs{{display:flex;flex-wrap:wrap;gap:1rem}} figure{{margin:0}}
+img{{max-width:100%;border:1px solid #d0d7de}} .paper{{color:#57606a}} .skip{{color:#9a6700}}
+figcaption{{font-size:.8rem;color:#57606a}}
+</style></head><body>
+<h1>Optimal Sparsity of MoE LMs for Reasoning: claim-by-claim report</h1>
+<p>{esc(label)} &middot; commit <code>{esc(prov['commit'])}</code> &middot; {esc(prov['time'])}
+&middot; {esc(prov['hardware'])} &middot; wall time {info.wall_s / 60:.1f} min &middot;
+command <code>{esc(info.command)}</code></p>
+<p>{summary}</p>
+<h2>Claims</h2>
+<table><thead><tr><th>claim</th><th>figure</th><th>paper says</th><th>we measured
+(90% interval under seed noise)</th><th>verdict</th></tr></thead><tbody>
+{trs}
+</tbody></table>
+<h2>Regression check</h2>{regs}
+<h2>Figures</h2>
+{''.join(figs)}
+<h2>Environment</h2><ul>{env}</ul>
+</body></html>
+"""
+    html_path = out_dir / "report.html"
+    write_text(html_path, page)
+    return html_path, md_path

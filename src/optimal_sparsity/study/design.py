@@ -1,0 +1,135 @@
+"""The scaled-down study's design, per scale, as data.
+
+A design fixes everything a figure session needs: the corpus (one token budget shared
+by every grid point), the grid points, the seeds, the training recipe and what is
+evaluated. Scales: ``tiny`` (the end-to-end test: seconds per point), ``smoke`` (the
+default ``./reproduce``: at most 30 minutes on 2 cores) and ``full`` (the whole
+scaled-down study: at most 4 hours on 2 cores). RESULTS.md records how each choice
+was made and which probe justified it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optimal_sparsity.data.arithmetic import ArithmeticConfig
+from optimal_sparsity.data.corpus import CorpusConfig
+from optimal_sparsity.data.knowledge import KnowledgeConfig
+from optimal_sparsity.data.scripts import ScriptsConfig
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.grid import SCALED_LAYERS, scaled_config
+from optimal_sparsity.train.config import TrainConfig
+
+SCALES = ("tiny", "smoke", "full")
+
+
+@dataclass(frozen=True, order=True)
+class GridPoint:
+    d: int
+    E: int
+    k: int
+    n_layers: int = SCALED_LAYERS
+
+    @property
+    def name(self) -> str:
+        return f"s-d{self.d}-E{self.E}-k{self.k}"
+
+    @property
+    def label(self) -> str:
+        extra = f"-L{self.n_layers}" if self.n_layers != SCALED_LAYERS else ""
+        return self.name + extra
+
+    @property
+    def family(self) -> tuple[int, int]:
+        """The active-parameter family (d, k): E varies within it."""
+        return self.d, self.k
+
+    def model_overrides(self) -> dict[str, Any]:
+        return {} if self.n_layers == SCALED_LAYERS else {"n_layers": self.n_layers}
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How much evaluation each checkpoint gets (items per task; 0 = all)."""
+
+    limit: int = 0
+    batch_size: int = 32
+    max_new_tokens: int = 48
+    sc_problems: int = 100  # self-consistency problems per model
+    sc_max_power: int = 5  # N = 1, 2, ..., 2^r
+    grpo_preset: str = "cpu"
+    fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)
+    fewshot_limit: int = 200
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    scale: str
+    corpus: CorpusConfig
+    points: tuple[GridPoint, ...]
+    seeds: tuple[int, ...]
+    train: dict[str, Any]
+    eval: EvalPlan = field(default_factory=EvalPlan)
+    posttrain_family_d: int = 0  # width whose models get TTC, GRPO, few-shot (Fig 6, 10, 11)
+    intermediate_fractions: tuple[float, ...] = (0.25, 0.5)  # Fig 4 checkpoints
+
+    def train_config(self, point: GridPoint, seed: int, corpus_dir: str) -> TrainConfig:
+        scaled_config(point.d, point.E, point.k)  # validates the point
+        return TrainConfig(model=point.name, corpus=corpus_dir, seed=seed,
+                           keep_fractions=self.intermediate_fractions,
+                           model_overrides=point.model_overrides(), **self.train)
+
+    @property
+    def posttrain_points(self) -> tuple[GridPoint, ...]:
+        return tuple(p for p in self.points if p.d == self.posttrain_family_d)
+
+
+def _family(d: int, ks: tuple[int, ...], es: tuple[int, ...], **kw) -> list[GridPoint]:
+    return [GridPoint(d, e, k, **kw) for k in ks for e in es if e >= k]
+
+
+def _designs() -> dict[str, StudyDesign]:
+    tiny_corpus = CorpusConfig(
+        train_tokens=120_000, val_tokens=10_000, vocab_size=320,
+        knowledge=KnowledgeConfig(n_people=100), scripts=ScriptsConfig(n_activities=20),
+        arithmetic=ArithmeticConfig(max_steps=2), n_eval_knowledge=40, n_eval_scripts=40,
+        n_eval_arithmetic=20, n_train_tasks=40, tokenizer_sample_docs=2000)
+    tiny = StudyDesign(
+        scale="tiny", corpus=tiny_corpus,
+        points=tuple(_family(32, (1, 2), (2, 4))), seeds=(0,),
+        train=dict(seq_len=64, micro_batch=8, train_tokens=120_000, lr=3e-3,
+                   eval_sequences=16, threads=0),
+        eval=EvalPlan(limit=20, batch_size=20, max_new_tokens=24, sc_problems=4,
+                      sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=10),
+        posttrain_family_d=32, intermediate_fractions=(0.5,))
+    smoke_corpus = CorpusConfig(
+        train_tokens=2_000_000, val_tokens=40_000, vocab_size=512,
+        knowledge=KnowledgeConfig(n_people=1500), scripts=ScriptsConfig(n_activities=200),
+        arithmetic=ArithmeticConfig(), n_eval_knowledge=300, n_eval_scripts=300,
+        n_eval_arithmetic=200)
+    smoke = StudyDesign(
+        scale="smoke", corpus=smoke_corpus,
+        points=tuple(_family(64, (1, 2), (2, 4, 8, 16))), seeds=(0,),
+        train=dict(seq_len=128, micro_batch=16, train_tokens=2_000_000, lr=3e-3,
+                   eval_sequences=64, threads=0),
+        eval=EvalPlan(limit=200, sc_problems=50, sc_max_power=4, fewshot_limit=100),
+        posttrain_family_d=64)
+    full = StudyDesign(
+        scale="full", corpus=CorpusConfig(train_tokens=8_000_000, val_tokens=80_000),
+        points=tuple(_family(64, (1, 2, 4), (4, 8, 16, 32)) + _family(96, (2,), (4, 16))),
+        seeds=(0, 1, 2),
+        train=dict(seq_len=128, micro_batch=16, train_tokens=8_000_000, lr=3e-3,
+                   eval_sequences=128, threads=0),
+        eval=EvalPlan(limit=0, sc_problems=100, sc_max_power=5),
+        posttrain_family_d=64)
+    return {d.scale: d for d in (tiny, smoke, full)}
+
+
+DESIGNS = _designs()
+
+
+def get_design(scale: str) -> StudyDesign:
+    if scale not in DESIGNS:
+        raise UserError(f"unknown scale {scale!r}: one of {', '.join(SCALES)}")
+    return DESIGNS[scale]
