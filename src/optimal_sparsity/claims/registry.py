@@ -111,9 +111,9 @@ def family_spearman(points: list[Point], x: Callable[[Point], float], m: Metric,
     xs = [np.array([x(p) for p in f]) for f in fams]
     means, ses = _noise(flat, m)
 
-    def stat(v: np.ndarray) -> float:
-        return float(np.nanmean([stats.spearman(xs[i], v[idx[i]:idx[i + 1]])
-                                 for i in range(len(fams))]))
+    def stat(v: np.ndarray) -> np.ndarray:
+        per_family = [stats.spearman(xs[i], v[:, idx[i]:idx[i + 1]]) for i in range(len(fams))]
+        return np.nanmean(np.stack(per_family), axis=0)
 
     return stats.bootstrap(stat, means, ses), len(fams)
 
@@ -154,19 +154,18 @@ def quadratic(points: list[Point], x: Callable[[Point], float], m: Metric,
         return None
     means, ses = _noise(pts, m)
 
-    def fit(v: np.ndarray) -> tuple[float, float]:
-        coef = np.linalg.lstsq(X, v, rcond=None)[0]
-        a, b = coef[0], coef[1]
-        return float(a), float(-b / (2 * a)) * sd + mu if abs(a) > 1e-12 else math.nan
+    def vertex(v: np.ndarray) -> np.ndarray:
+        coef = stats.lstsq_rows(X, v)
+        a, b = coef[:, 0], coef[:, 1]
+        safe = np.where(np.abs(a) > 1e-12, a, np.nan)
+        return -b / (2 * safe) * sd + mu
 
-    curv = stats.bootstrap(lambda v: fit(v)[0], means, ses)
-    vert = stats.bootstrap(lambda v: fit(v)[1], means, ses, seed=1)
-    rng = np.random.default_rng(2)
-    inside = []
-    for _ in range(500):
-        vx = fit(means + rng.standard_normal(means.shape) * np.nan_to_num(ses))[1]
-        inside.append(math.isfinite(vx) and xr.min() < vx < xr.max())
-    return {"curvature": curv, "vertex": vert, "inside": float(np.mean(inside)),
+    curv = stats.bootstrap(lambda v: stats.lstsq_rows(X, v)[:, 0], means, ses)
+    vert = stats.bootstrap(vertex, means, ses)
+    draws = vertex(means + np.random.default_rng(0).standard_normal((stats.B, means.size))
+                   * np.nan_to_num(ses))
+    inside = float(np.mean((draws > xr.min()) & (draws < xr.max())))
+    return {"curvature": curv, "vertex": vert, "inside": inside,
             "range": (float(xr.min()), float(xr.max())), "n": len(pts)}
 
 
@@ -193,7 +192,7 @@ def linear_effect(points: list[Point], x: Callable[[Point], float],
     if np.linalg.matrix_rank(X) < X.shape[1]:
         return None
     means, ses = _noise(pts, m)
-    return stats.bootstrap(lambda v: float(np.linalg.lstsq(X, v, rcond=None)[0][2]), means, ses)
+    return stats.bootstrap(lambda v: stats.lstsq_rows(X, v)[:, 2], means, ses)
 
 
 def combine(verdicts: list[Verdict]) -> str:
@@ -371,7 +370,7 @@ def c5_memorization(d: ClaimData) -> Verdict:
 def _optimum_density(pts: list[Point], m: Metric) -> stats.Estimate:
     means, ses = _noise(pts, m)
     dens = np.array([p.density for p in pts])
-    return stats.bootstrap(lambda v: float(np.log2(dens[int(np.argmax(v))])), means, ses)
+    return stats.bootstrap(lambda v: np.log2(dens[np.argmax(v, axis=1)]), means, ses)
 
 
 def c5_small_active_sparser(d: ClaimData) -> Verdict:
@@ -405,8 +404,8 @@ def optimum_shift(d: ClaimData, m: Metric) -> Verdict:
     dens = np.log2([p.density for p in pts])
     n = len(small)
 
-    def shift(v: np.ndarray) -> float:
-        return float(dens[n + int(np.argmax(v[n:]))] - dens[int(np.argmax(v[:n]))])
+    def shift(v: np.ndarray) -> np.ndarray:
+        return dens[n + np.argmax(v[:, n:], axis=1)] - dens[np.argmax(v[:, :n], axis=1)]
 
     est = stats.bootstrap(shift, means, ses)
     opt = ", ".join(f"{f[0].active_params:,} active: k/E = "
@@ -434,7 +433,7 @@ def c6_ttc(d: ClaimData) -> Verdict:
         return Verdict(INCONCLUSIVE, "no self-consistency results")
     gains = np.array([p.mean(task, f"maj@{nmax}") - p.mean(task, "maj@1") for p in pts])
     ses = np.array([math.hypot(p.se(task, f"maj@{nmax}"), p.se(task, "maj@1")) for p in pts])
-    est = stats.bootstrap(lambda v: float(np.mean(v)), gains, ses)
+    est = stats.bootstrap(lambda v: v.mean(axis=1), gains, ses)
     return Verdict(stats.direction_verdict(est, 1),
                    f"maj@{nmax} - maj@1, mean over {len(pts)} models = {est.fmt('.3f')}",
                    {"gain": est.value, "n_max": nmax})
@@ -447,7 +446,7 @@ def _grpo_gain(d: ClaimData, task: str) -> Verdict:
     gains = np.array([p.mean(task, "acc_after") - p.mean(task, "acc_before") for p in pts])
     ses = np.array([math.hypot(p.se(task, "acc_after"), p.se(task, "acc_before"))
                     for p in pts])
-    est = stats.bootstrap(lambda v: float(np.mean(v)), gains, ses)
+    est = stats.bootstrap(lambda v: v.mean(axis=1), gains, ses)
     return Verdict(stats.direction_verdict(est, 1),
                    f"{task}: accuracy after - before GRPO, mean over {len(pts)} models = "
                    f"{est.fmt('.3f')}", {"gain": est.value})

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats as sps
 
 CI = 0.90
-B = 2000
+B = 1000
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,18 @@ class Estimate:
         return f"{self.value:{f}} [{self.lo:{f}}, {self.hi:{f}}]"
 
 
-def bootstrap(stat: Callable[[np.ndarray], float], means: Sequence[float],
+def bootstrap(stat: Callable[[np.ndarray], np.ndarray], means: Sequence[float],
               ses: Sequence[float], seed: int = 0) -> Estimate:
-    """Statistic on the point means, and its ``CI`` interval under per-point noise."""
+    """Statistic on the point means, and its ``CI`` interval under per-point noise.
+
+    ``stat`` is vectorised: it maps a (draws, points) array to one value per draw.
+    """
     m = np.asarray(means, dtype=float)
     s = np.nan_to_num(np.asarray(ses, dtype=float), nan=0.0)
-    value = float(stat(m))
     rng = np.random.default_rng(seed)
-    draws = np.array([stat(m + rng.standard_normal(m.shape) * s) for _ in range(B)], float)
+    v = np.vstack([m, m + rng.standard_normal((B, m.size)) * s])
+    out = np.asarray(stat(v), dtype=float)
+    value, draws = float(out[0]), out[1:]
     draws = draws[np.isfinite(draws)]
     if draws.size == 0:
         return Estimate(value, math.nan, math.nan)
@@ -44,19 +48,25 @@ def bootstrap(stat: Callable[[np.ndarray], float], means: Sequence[float],
     return Estimate(value, float(np.quantile(draws, a)), float(np.quantile(draws, 1 - a)))
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    if len(x) < 3 or np.ptp(np.asarray(x, float)) == 0:
-        return math.nan
-    rho = sps.spearmanr(x, y).statistic
-    return float(rho) if np.isfinite(rho) else 0.0
+def spearman(x: Sequence[float], y: np.ndarray) -> np.ndarray:
+    """Spearman rho of x with each row of y (or with y itself): nan when x is constant."""
+    x = np.asarray(x, float)
+    y2 = np.atleast_2d(np.asarray(y, float))
+    if x.size < 3 or np.ptp(x) == 0:
+        out = np.full(y2.shape[0], math.nan)
+    else:
+        rx = sps.rankdata(x)
+        ry = sps.rankdata(y2, axis=1)
+        rx = rx - rx.mean()
+        ry = ry - ry.mean(axis=1, keepdims=True)
+        den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum(axis=1))
+        out = np.where(den > 0, (ry @ rx) / np.where(den > 0, den, 1), 0.0)
+    return out if np.ndim(y) > 1 else out[0]
 
 
-def quadratic_vertex(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Fit y = a x^2 + b x + c; return (a, vertex x). The vertex is nan for a ~ 0."""
-    if len(x) < 3:
-        return math.nan, math.nan
-    a, b, _ = np.polyfit(x, y, 2)
-    return float(a), float(-b / (2 * a)) if abs(a) > 1e-12 else math.nan
+def lstsq_rows(X: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients for each row of V: (draws, n) -> (draws, p)."""
+    return np.linalg.lstsq(X, V.T, rcond=None)[0].T
 
 
 def binomial_se(p: float, n: int) -> float:
