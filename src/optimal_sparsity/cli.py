@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.core",
     "optimal_sparsity.commands.train",
+    "optimal_sparsity.commands.figures",
 )
 
 
@@ -57,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("--") and argv[0] not in ("--help", "--version")):
+        argv = ["all", *argv]  # `./reproduce [--scale ...]`: every figure
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         return int(args.func(args) or 0)
     except UserError as err:

@@ -206,8 +206,9 @@ def unigram_entropy(path: Path, dtype: np.dtype) -> float:
 def _exposure_stats(mixture: Mixture, counts: Counter) -> dict[str, float]:
     """Expected training exposures per knowledge fact (biography or Q/A mention)."""
     kcfg = mixture.cfg.knowledge
-    per_doc = (1 - kcfg.qa_fraction) + kcfg.qa_fraction * min(kcfg.facts_per_qa_doc,
-                                                              len(ATTRIBUTES)) / len(ATTRIBUTES)
+    per_doc = 1.0 if kcfg.style == "records" else (
+        (1 - kcfg.qa_fraction)
+        + kcfg.qa_fraction * min(kcfg.facts_per_qa_doc, len(ATTRIBUTES)) / len(ATTRIBUTES))
     exp = np.array([counts.get(i, 0) for i in range(len(mixture.kb.people))]) * per_doc
     return {"mean": float(exp.mean()), "min": float(exp.min()), "max": float(exp.max()),
             "people_never_seen": int((exp == 0).sum())}

@@ -1,10 +1,15 @@
 """TriviaQA proxy: a synthetic knowledge base of people and their attributes.
 
 Each person has one value per attribute (birth city, occupation, university, birth
-year). Training text states the facts as short biographies and as question/answer
-pairs; evaluation asks the same questions (facts seen in training). The information
-content is ``n_people * sum_a log2(n_values_a)`` bits, which can be set above what the
-smaller scaled-down models can store.
+year). The information content is ``n_people * sum_a log2(n_values_a)`` bits, which can
+be set above what the smaller scaled-down models can store. Two styles:
+
+* ``prose``: facts as short biographies and as question/answer pairs; evaluation asks
+  the same questions ("Question: Where was X born?\nAnswer:" -> " Kel").
+* ``records``: one compact record per document, attributes in a random order
+  ("Foo Bar | job baker | city Kel | year 1953 | university Dor"); evaluation completes
+  "Foo Bar | city" -> " Kel". About 4 tokens per fact instead of about 10: the token
+  budget buys ~2.5x more exposures per fact.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ class KnowledgeConfig:
     n_universities: int = 48
     first_year: int = 1900
     n_years: int = 100
-    qa_fraction: float = 0.5  # share of knowledge documents written as Q/A pairs
+    qa_fraction: float = 0.5  # share of knowledge documents written as Q/A pairs (prose)
     facts_per_qa_doc: int = 4
+    style: str = "prose"  # or "records"
 
     def __post_init__(self) -> None:
+        if self.style not in ("prose", "records"):
+            raise ValueError("knowledge: style must be 'prose' or 'records'")
         if self.n_people < 1 or min(self.n_cities, self.n_universities, self.n_years) < 2:
             raise ValueError("knowledge: need n_people >= 1 and >= 2 values per attribute")
         if not 0.0 <= self.qa_fraction <= 1.0:
@@ -89,8 +97,15 @@ class KnowledgeBase:
 
     def qa(self, i: int, attr: str) -> tuple[str, str]:
         """(prompt, answer) for one fact, in the evaluation format."""
+        if self.cfg.style == "records":
+            return f"{self.people[i]} | {attr}", f" {self.facts[i][attr]}"
         q = _TEMPLATES[attr][0].format(p=self.people[i])
         return f"Question: {q}\nAnswer:", f" {self.facts[i][attr]}"
+
+    def record(self, rng: random.Random, i: int) -> str:
+        attrs = list(ATTRIBUTES)
+        rng.shuffle(attrs)
+        return " | ".join([self.people[i], *(f"{a} {self.facts[i][a]}" for a in attrs)])
 
     def qa_document(self, rng: random.Random, i: int) -> str:
         attrs = rng.sample(ATTRIBUTES, min(self.cfg.facts_per_qa_doc, len(ATTRIBUTES)))
@@ -99,6 +114,8 @@ class KnowledgeBase:
     def document(self, rng: random.Random) -> tuple[str, int]:
         """A training document about a uniformly drawn person -> (text, person)."""
         i = rng.randrange(len(self.people))
+        if self.cfg.style == "records":
+            return self.record(rng, i), i
         if rng.random() < self.cfg.qa_fraction:
             return self.qa_document(rng, i), i
         return self.biography(rng, i), i

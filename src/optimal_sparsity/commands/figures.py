@@ -1,0 +1,93 @@
+"""Subcommands: all (the default), fig1 .. fig11, report, claims."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from optimal_sparsity.figures.registry import FIGURES
+
+
+def _options(args: argparse.Namespace):
+    from optimal_sparsity.study.pipeline import Options
+
+    return Options(mode=args.mode, scale=args.scale, launcher=args.launcher,
+                   results=args.results, check=not args.no_check)
+
+
+def print_claims(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colors = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow"}
+    t = Table(title="Claims", show_lines=False)
+    for c in ("claim", "figure", "verdict", "we measured"):
+        t.add_column(c, overflow="fold")
+    for res in results:
+        for cid, v in res.verdicts.items():
+            t.add_row(cid, res.figure, f"[{colors[v.status]}]{v.status}[/]", v.statistic)
+    Console(width=160).print(t)
+
+
+def _finish(results, html: Path) -> int:
+    print_claims(results)
+    bad = [(r.figure, g) for r in results for g in r.regressions]
+    print(f"report: {html}")
+    if bad:
+        print(f"error: {len(bad)} value(s) regressed beyond the pinned reference tolerance:",
+              file=sys.stderr)
+        for fig, g in bad:
+            print(f"  {fig}: {g}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    from optimal_sparsity.study.pipeline import run_figures
+
+    ids = args.figures.split(",") if getattr(args, "figures", None) else None
+    return _finish(*run_figures(ids, _options(args)))
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from optimal_sparsity.study.pipeline import run_figures
+
+    return _finish(*run_figures([args.figure_id], _options(args)))
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from optimal_sparsity.claims.registry import CLAIMS
+
+    for c in CLAIMS:
+        print(f"{c.id:38s} {c.figure:6s} {c.statement}")
+    return 0
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    from optimal_sparsity.study.design import SCALES
+    from optimal_sparsity.study.pipeline import MODES, RESULTS
+    from optimal_sparsity.study.sweep import LAUNCHERS
+
+    p.add_argument("--mode", choices=MODES, default="retrain",
+                   help="retrain the scaled-down grid (CPU) or pull the released checkpoints")
+    p.add_argument("--scale", choices=SCALES, default="smoke",
+                   help="smoke: minutes (CI-sized); full: the whole scaled-down study")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--no-check", action="store_true",
+                   help="do not compare with the pinned reference values")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("all", help="every figure, then the claims table and the report "
+                                   "(the default command)")
+    add_run_options(p)
+    p.add_argument("--figures", help="comma-separated subset, e.g. fig1,fig7")
+    p.set_defaults(func=cmd_all)
+    for spec in FIGURES:
+        p = sub.add_parser(spec.id, help=f"{spec.title} (paper {spec.id.replace('fig', 'Fig ')})")
+        add_run_options(p)
+        p.set_defaults(func=cmd_figure, figure_id=spec.id)
+    p = sub.add_parser("claims", help="list the paper's claims with their ids")
+    p.set_defaults(func=cmd_claims)

@@ -1,0 +1,102 @@
+"""config -> train -> checkpoint -> evaluate -> results table -> figure + verdicts -> report.
+
+``run_figures`` is what ``./reproduce`` and the nox figure sessions call.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from optimal_sparsity.claims.registry import PAPER_TASKS, PROXY_TASKS
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.figures.registry import FIGURES, get_figure
+from optimal_sparsity.figures.render import FigureResult, render, skipped
+from optimal_sparsity.figures.spec import FigureSpec
+from optimal_sparsity.paths import REPO
+from optimal_sparsity.references import load_scaled
+from optimal_sparsity.report.build import RunInfo, write_report
+from optimal_sparsity.results.table import Row, read_rows
+from optimal_sparsity.study.design import StudyDesign, get_design
+from optimal_sparsity.study.sweep import PointRun, plan_runs, train_all
+
+MODES = ("retrain", "pull")
+RESULTS = REPO / "results"
+
+
+@dataclass
+class Options:
+    mode: str = "retrain"
+    scale: str = "smoke"
+    launcher: str = "local"
+    results: Path = RESULTS
+    check: bool = True  # compare with the pinned references; regressions fail the run
+    progress: bool | None = None
+
+
+def _label(design: StudyDesign, mode: str) -> str:
+    return (f"scaled-down retrain, {design.scale} scale ({len(design.points)} grid points x "
+            f"{len(design.seeds)} seed(s), {design.corpus.train_tokens / 1e6:g}M tokens each)"
+            if mode == "retrain" else "released checkpoints (pull mode)")
+
+
+def _runs_for(design: StudyDesign, spec: FigureSpec) -> list[PointRun]:
+    points = design.points if spec.points == "all" else design.posttrain_points
+    return plan_runs(design, points)
+
+
+def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Options,
+                   log: Callable[[str], None]) -> list[Row]:
+    """Train what is missing, evaluate what is missing, return this figure's rows."""
+    from optimal_sparsity.study.evaluation import evaluate_run
+
+    runs = _runs_for(design, spec)
+    train_all(runs, opts.launcher, progress=opts.progress, log=log)
+    for i, run in enumerate(runs, 1):
+        log(f"[{i}/{len(runs)}] evaluate {run.point.label} seed {run.seed} ({spec.id})")
+        evaluate_run(run, design, spec, table)
+    wanted = {r.config.fingerprint() for r in runs}
+    return [r for r in read_rows(table) if r.run in wanted]
+
+
+def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -> FigureResult:
+    spec = get_figure(fig_id)
+    t0 = time.perf_counter()
+    out_dir = opts.results / opts.scale
+    if opts.mode == "pull":
+        from optimal_sparsity.study.pull_mode import run_pull_figure
+
+        res = run_pull_figure(spec, opts, out_dir, log)
+    elif opts.mode == "retrain":
+        design = get_design(opts.scale)
+        if "code" in spec.tiers:
+            res = skipped(spec, opts.mode, opts.scale, "the scaled-down study has no code "
+                          "corpus; Fig 8 needs the released code models (pull mode)", out_dir)
+        else:
+            rows = ensure_results(design, spec, out_dir / "table", opts, log)
+            reference = load_scaled(opts.scale) if opts.check else None
+            res = render(spec, rows, out_dir, mode=opts.mode, scale=opts.scale,
+                         tasks=PROXY_TASKS, label=_label(design, opts.mode),
+                         reference=reference)
+    else:
+        raise UserError(f"unknown mode {opts.mode!r}: one of {', '.join(MODES)}")
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], None] = print
+                ) -> tuple[list[FigureResult], Path]:
+    ids = fig_ids or [f.id for f in FIGURES]
+    t0 = time.perf_counter()
+    results = [run_figure(f, opts, log) for f in ids]
+    command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
+    html, _ = write_report(opts.results, results,
+                           RunInfo(opts.mode, opts.scale, time.perf_counter() - t0, command))
+    return results, html
+
+
+TASKSETS = {"retrain": PROXY_TASKS, "pull": PAPER_TASKS}
