@@ -85,7 +85,9 @@ COPY requirements.lock pyproject.toml ./
 RUN ALLOW_UNRESOLVED_BASE="${ALLOW_UNRESOLVED_BASE}" docker/check-base.sh gpu \
  && TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" docker/install-gpu.sh deps
 COPY . .
+# uid 1000 becomes "repro" (a base on Ubuntu 24.04 would already have "ubuntu" there).
 RUN docker/install-gpu.sh project \
+ && if getent passwd 1000 > /dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi \
  && useradd --create-home --uid 1000 --shell /bin/bash repro \
  && chown -R repro:repro /opt/optimal-sparsity
 # Run as the non-root user repro (uid 1000).

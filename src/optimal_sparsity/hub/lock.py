@@ -67,6 +67,9 @@ class DatasetSpec:
 
 
 # Repo ids as in lm-evaluation-harness 0.4.13's task configs (the version this project pins).
+# TriviaQA's repo is several GB; only its rc.nocontext folder is pulled (the parquet layout of
+# huggingface.co/datasets/mandarjoshi/trivia_qa/discussions/8). `lock --update` fails loudly
+# if an include pattern matches nothing.
 DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("gsm8k", "openai/gsm8k", "gsm8k", "main", "test", 4),
     DatasetSpec("triviaqa", "mandarjoshi/trivia_qa", "triviaqa", "rc.nocontext", "validation",
