@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.core",
     "optimal_sparsity.commands.train",
     "optimal_sparsity.commands.figures",
+    "optimal_sparsity.commands.hub",
 )
 
 

@@ -1,0 +1,462 @@
+"""``checkpoints.lock``: what ``./reproduce pull`` may download, pinned to the byte.
+
+The lock is JSON. Each model entry carries its hub repo, its grid point, the parameter
+counts the artifact expects (``accounting.count_params`` on the paper's architecture) and,
+once resolved, the 40-hex revision and every file's size and sha256. An entry whose
+revision is not known yet says so (``revision: null`` and ``unresolved_reason``);
+``pull`` refuses it unless the user passes ``--allow-unpinned``.
+
+The static part (names, repos, grid points, expected counts, data sets) is generated from
+code (``skeleton()``, written by ``./reproduce lock --write-skeleton``); a test checks that
+the shipped file equals what the code generates. ``update_lock`` resolves revisions and file
+hashes from a hub (the real one, or the local stand-in in tests).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from optimal_sparsity.atomic import write_text
+from optimal_sparsity.errors import IntegrityError, UserError
+
+FORMAT = "optimal-sparsity-checkpoints-lock/1"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_LOCK = REPO_ROOT / "checkpoints.lock"
+LOCK_ENV = "OPTIMAL_SPARSITY_LOCK"
+DEFAULT_HUB = "https://huggingface.co"
+
+# Weights that load through pickle: never downloaded, never loaded.
+REFUSED_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+UNRESOLVED_OFFLINE = (
+    "not resolved yet: the machines that built this artifact cannot reach the Hugging Face "
+    "hub; run `./reproduce lock --update` on a machine that can")
+
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+# Code models: the full list is not public (PAPER.md). Only names seen in a public source.
+CODE_MODELS: tuple[tuple[int, int, int, str, str, str], ...] = (
+    (512, 8, 2, "320M", "170M",
+     "rioyokotalab/optimal-sparsity scripts/lm-evaluation-harness/code_eval.sh "
+     "(commit a0815d0bfc211d828f4536ae2ce13e8b4f75c7b8)"),
+)
+CODE_MODELS_NOTE = (
+    "The code-grid checkpoints (llm-jp/optimal-sparsity-code-*) have no public list. Only the "
+    "names found in a public source are locked here, each with its source; add others when "
+    "their names are published.")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An evaluation data set the pull mode uses (lm-evaluation-harness's ``dataset_path``)."""
+
+    name: str
+    repo_id: str
+    task: str
+    config: str | None
+    split: str
+    shots: int
+    include: tuple[str, ...] | None = None  # glob patterns of the files to pull (None: all)
+
+
+# Repo ids as in lm-evaluation-harness 0.4.13's task configs (the version this project pins).
+# TriviaQA's repo is several GB; only its rc.nocontext folder is pulled (the parquet layout of
+# huggingface.co/datasets/mandarjoshi/trivia_qa/discussions/8). `lock --update` fails loudly
+# if an include pattern matches nothing.
+DATASETS: tuple[DatasetSpec, ...] = (
+    DatasetSpec("gsm8k", "openai/gsm8k", "gsm8k", "main", "test", 4),
+    DatasetSpec("triviaqa", "mandarjoshi/trivia_qa", "triviaqa", "rc.nocontext", "validation",
+                4, include=("rc.nocontext/*",)),
+    DatasetSpec("hellaswag", "Rowan/hellaswag", "hellaswag", None, "validation", 4),
+    DatasetSpec("gsm_plus", "qintongli/GSM-Plus", "gsm_plus", None, "test", 5),
+    DatasetSpec("humaneval", "openai/openai_humaneval", "humaneval", None, "test", 0),
+    DatasetSpec("humaneval_plus", "evalplus/humanevalplus", "humaneval_plus", None, "test", 0),
+    DatasetSpec("mbpp", "google-research-datasets/mbpp", "mbpp", "full", "test", 3),
+    DatasetSpec("mbpp_plus", "evalplus/mbppplus", "mbpp_plus", None, "test", 3),
+)
+DATASET_SOURCE = "lm-evaluation-harness 0.4.13 task config (dataset_path of the task)"
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    path: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    d: int
+    E: int
+    k: int
+    layers: int
+
+
+@dataclass(frozen=True)
+class Expected:
+    total_params: int
+    active_params: int
+    total_name: str  # the sizes written in the released name, e.g. "320M"
+    active_name: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One lock entry: a model (``kind='model'``) or an evaluation data set."""
+
+    kind: str  # "model" | "dataset"
+    name: str
+    repo_id: str
+    revision: str | None
+    unresolved_reason: str | None
+    files: tuple[LockedFile, ...] | None
+    source: str
+    family: str | None = None  # models: "math" | "code" | anything a test lock uses
+    grid: GridPoint | None = None
+    expected: Expected | None = None
+    task: str | None = None  # data sets
+    config: str | None = None
+    split: str | None = None
+    shots: int | None = None
+    include: tuple[str, ...] | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.revision is not None
+
+    @property
+    def repo_type(self) -> str:
+        return self.kind
+
+    def static_dict(self) -> dict[str, Any]:
+        """Everything but the resolved state (revision, reason, files)."""
+        d = self.to_dict()
+        for key in ("revision", "unresolved_reason", "files"):
+            d.pop(key)
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "repo_id": self.repo_id}
+        if self.kind == "model":
+            assert self.grid is not None and self.expected is not None
+            d["family"] = self.family
+            d["grid"] = {"d": self.grid.d, "E": self.grid.E, "k": self.grid.k,
+                         "layers": self.grid.layers}
+            d["expected"] = {"total_params": self.expected.total_params,
+                             "active_params": self.expected.active_params,
+                             "total_name": self.expected.total_name,
+                             "active_name": self.expected.active_name}
+        else:
+            d.update(task=self.task, config=self.config, split=self.split, shots=self.shots,
+                     include=list(self.include) if self.include is not None else None)
+        d["source"] = self.source
+        d["revision"] = self.revision
+        d["unresolved_reason"] = self.unresolved_reason
+        d["files"] = [f.to_dict() for f in self.files] if self.files is not None else None
+        return d
+
+    def resolved(self, revision: str, files: Sequence[LockedFile]) -> Entry:
+        return replace(self, revision=revision, unresolved_reason=None,
+                       files=tuple(sorted(files, key=lambda f: f.path)))
+
+    def unresolved(self, reason: str) -> Entry:
+        return replace(self, revision=None, unresolved_reason=reason, files=None)
+
+
+@dataclass(frozen=True)
+class Lock:
+    models: tuple[Entry, ...]
+    datasets: tuple[Entry, ...]
+    code_models_note: str = CODE_MODELS_NOTE
+    hub: str = DEFAULT_HUB
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        return self.models + self.datasets
+
+    def find(self, name: str) -> Entry:
+        """An entry by name (``d512-E8-k2``, ``code-d512-E8-k2``, ``gsm8k``) or repo id."""
+        for e in self.entries:
+            if name in (e.name, e.repo_id, e.repo_id.rsplit("/", 1)[-1]):
+                return e
+        known = ", ".join(e.name for e in self.entries[:4])
+        raise UserError(f"{name!r} is not in {self.path or 'the lock'} (names look like {known}, "
+                        "...; `./reproduce lock` lists them)")
+
+    def with_entry(self, entry: Entry) -> Lock:
+        def swap(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
+            return tuple(entry if e.name == entry.name else e for e in entries)
+
+        return replace(self, models=swap(self.models), datasets=swap(self.datasets))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "about": ("Released checkpoints and evaluation data sets of arXiv 2508.18672. "
+                      "Static fields come from `./reproduce lock --write-skeleton`; revisions "
+                      "and file hashes from `./reproduce lock --update`. `./reproduce pull` "
+                      "refuses an entry without a revision unless given --allow-unpinned."),
+            "hub": self.hub,
+            "refused_weight_suffixes": list(REFUSED_SUFFIXES),
+            "code_models_note": self.code_models_note,
+            "models": [e.to_dict() for e in self.models],
+            "datasets": [e.to_dict() for e in self.datasets],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        validate(self.to_dict(), str(path))
+        write_text(path, self.dumps())
+        return path
+
+    def static_view(self) -> dict[str, Any]:
+        return {"code_models_note": self.code_models_note,
+                "models": [e.static_dict() for e in self.models],
+                "datasets": [e.static_dict() for e in self.datasets]}
+
+
+# Skeleton -----------------------------------------------------------------------------
+
+def model_entry(name: str, repo_id: str, cfg, *, family: str, source: str,
+                total_name: str = "", active_name: str = "") -> Entry:
+    """An unresolved model entry for ``cfg`` (a ModelConfig); counts from ``count_params``."""
+    from optimal_sparsity.accounting import count_params
+
+    pc = count_params(cfg)
+    return Entry(kind="model", name=name, repo_id=repo_id, family=family,
+                 grid=GridPoint(cfg.d_model, cfg.n_experts, cfg.top_k, cfg.n_layers),
+                 expected=Expected(pc.total, pc.active, total_name, active_name),
+                 source=source, revision=None, unresolved_reason=UNRESOLVED_OFFLINE, files=None)
+
+
+def dataset_entry(spec: DatasetSpec) -> Entry:
+    return Entry(kind="dataset", name=spec.name, repo_id=spec.repo_id, task=spec.task,
+                 config=spec.config, split=spec.split, shots=spec.shots, include=spec.include,
+                 source=DATASET_SOURCE, revision=None, unresolved_reason=UNRESOLVED_OFFLINE,
+                 files=None)
+
+
+def skeleton(previous: Lock | None = None) -> Lock:
+    """The lock the code defines. Resolved pins of ``previous`` are kept for entries whose
+    static fields did not change."""
+    from optimal_sparsity.grid import paper_config, paper_models
+
+    models = [model_entry(pm.name, pm.hf_repo, pm.config(), family="math",
+                          source="paper grid (src/optimal_sparsity/resources/paper_grid_math.csv)",
+                          total_name=pm.total_name, active_name=pm.active_name)
+              for pm in paper_models()]
+    for d, e, k, tot, act, src in CODE_MODELS:
+        models.append(model_entry(
+            f"code-d{d}-E{e}-k{k}", f"llm-jp/optimal-sparsity-code-d{d}-E{e}-k{k}-{tot}-A{act}",
+            paper_config(d, e, k), family="code", source=src, total_name=tot, active_name=act))
+    lock = Lock(models=tuple(models), datasets=tuple(dataset_entry(s) for s in DATASETS))
+    if previous is not None:
+        old = {e.name: e for e in previous.entries}
+        for e in lock.entries:
+            prev = old.get(e.name)
+            if prev is not None and prev.pinned and prev.static_dict() == e.static_dict():
+                lock = lock.with_entry(prev)
+    return lock
+
+
+# Load and validate ---------------------------------------------------------------------
+
+def lock_path(path: str | Path | None = None) -> Path:
+    import os
+
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get(LOCK_ENV) or DEFAULT_LOCK)
+
+
+def load_lock(path: str | Path | None = None) -> Lock:
+    path = lock_path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no lock file at {path} (create it with `./reproduce lock "
+                        "--write-skeleton`)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise IntegrityError(f"cannot read {path}: {err}") from err
+    return from_dict(data, str(path), path=path)
+
+
+def _need(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise IntegrityError(f"{where}: {msg}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def safe_relative_path(p: Any) -> bool:
+    if not isinstance(p, str) or not p or "\\" in p or "\x00" in p:
+        return False
+    pp = PurePosixPath(p)
+    return not pp.is_absolute() and all(part not in ("", ".", "..") for part in p.split("/"))
+
+
+def is_refused(path: str) -> bool:
+    return path.lower().endswith(REFUSED_SUFFIXES)
+
+
+_MODEL_KEYS = {"name", "repo_id", "family", "grid", "expected", "source", "revision",
+               "unresolved_reason", "files"}
+_DATASET_KEYS = {"name", "repo_id", "task", "config", "split", "shots", "include", "source",
+                 "revision", "unresolved_reason", "files"}
+_TOP_KEYS = {"format", "about", "hub", "refused_weight_suffixes", "code_models_note", "models",
+             "datasets"}
+
+
+def _validate_entry(e: Any, where: str, kind: str) -> None:
+    _need(isinstance(e, dict), where, "must be an object")
+    keys = _MODEL_KEYS if kind == "model" else _DATASET_KEYS
+    _need(set(e) == keys, where,
+          f"fields must be exactly {sorted(keys)} (extra: {sorted(set(e) - keys)}, "
+          f"missing: {sorted(keys - set(e))})")
+    where = f"{where} ({e.get('name')})"
+    _need(isinstance(e["name"], str) and bool(e["name"]), where, "name must be a string")
+    _need(isinstance(e["repo_id"], str) and e["repo_id"].count("/") == 1, where,
+          "repo_id must look like org/name")
+    if kind == "model":
+        g, x = e["grid"], e["expected"]
+        _need(isinstance(g, dict) and set(g) == {"d", "E", "k", "layers"}
+              and all(_is_int(v) and v >= 1 for v in g.values()), where,
+              "grid must be {d, E, k, layers} positive integers")
+        _need(g["k"] <= g["E"], where, "grid k exceeds E")
+        _need(isinstance(x, dict) and set(x) == {"total_params", "active_params", "total_name",
+                                                 "active_name"}
+              and _is_int(x["total_params"]) and _is_int(x["active_params"])
+              and 0 < x["active_params"] <= x["total_params"], where,
+              "expected must hold total_params >= active_params > 0 and the names' sizes")
+    rev, reason, files = e["revision"], e["unresolved_reason"], e["files"]
+    if rev is None:
+        _need(isinstance(reason, str) and bool(reason.strip()), where,
+              "revision is null, so unresolved_reason must say why")
+        _need(files is None, where, "files must be null while the revision is null")
+        return
+    _need(isinstance(rev, str) and bool(_HEX40.match(rev)), where,
+          f"revision must be 40 lowercase hex digits (got {rev!r})")
+    _need(reason is None, where, "a pinned entry has unresolved_reason null")
+    _need(isinstance(files, list) and len(files) > 0, where,
+          "a pinned entry lists its files")
+    seen = set()
+    for j, f in enumerate(files):
+        fw = f"{where} files[{j}]"
+        _need(isinstance(f, dict) and set(f) == {"path", "size", "sha256"}, fw,
+              "must be {path, size, sha256}")
+        _need(safe_relative_path(f["path"]), fw, f"unsafe path {f['path']!r}")
+        _need(not is_refused(f["path"]), fw,
+              f"{f['path']} is a pickled-weights file; they are never pulled")
+        _need(_is_int(f["size"]) and f["size"] >= 0, fw, "size must be an integer >= 0")
+        _need(isinstance(f["sha256"], str) and bool(_HEX64.match(f["sha256"])), fw,
+              "sha256 must be 64 lowercase hex digits")
+        _need(f["path"] not in seen, fw, f"duplicate path {f['path']}")
+        seen.add(f["path"])
+    if kind == "model":
+        paths = [f["path"] for f in files]
+        _need("config.json" in paths, where, "a pinned model lists config.json")
+        _need(any(p.endswith(".safetensors") for p in paths), where,
+              "a pinned model lists its .safetensors weights")
+
+
+def validate(data: Any, where: str = "checkpoints.lock") -> None:
+    _need(isinstance(data, dict), where, "must be a JSON object")
+    _need(data.get("format") == FORMAT, where, f"format must be {FORMAT!r}")
+    _need(set(data) == _TOP_KEYS, where, f"top-level keys must be {sorted(_TOP_KEYS)}")
+    names: set[str] = set()
+    for kind, key in (("model", "models"), ("dataset", "datasets")):
+        _need(isinstance(data[key], list), where, f"{key} must be a list")
+        for i, e in enumerate(data[key]):
+            _validate_entry(e, f"{where}: {key}[{i}]", kind)
+            _need(e["name"] not in names, where, f"duplicate name {e['name']}")
+            names.add(e["name"])
+
+
+def _entry_from_dict(e: dict[str, Any], kind: str) -> Entry:
+    files = (tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in e["files"])
+             if e["files"] is not None else None)
+    common = dict(kind=kind, name=e["name"], repo_id=e["repo_id"], revision=e["revision"],
+                  unresolved_reason=e["unresolved_reason"], files=files, source=e["source"])
+    if kind == "model":
+        g, x = e["grid"], e["expected"]
+        return Entry(**common, family=e["family"],
+                     grid=GridPoint(g["d"], g["E"], g["k"], g["layers"]),
+                     expected=Expected(x["total_params"], x["active_params"], x["total_name"],
+                                       x["active_name"]))
+    inc = tuple(e["include"]) if e["include"] is not None else None
+    return Entry(**common, task=e["task"], config=e["config"], split=e["split"],
+                 shots=e["shots"], include=inc)
+
+
+def from_dict(data: Any, where: str = "checkpoints.lock", path: Path | None = None) -> Lock:
+    validate(data, where)
+    return Lock(models=tuple(_entry_from_dict(e, "model") for e in data["models"]),
+                datasets=tuple(_entry_from_dict(e, "dataset") for e in data["datasets"]),
+                code_models_note=data["code_models_note"], hub=data["hub"], path=path)
+
+
+# Update from a hub -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateReport:
+    lock: Lock
+    resolved: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]  # (name, why)
+
+
+def select_files(paths: Iterable[str], include: Sequence[str] | None
+                 ) -> tuple[list[str], list[str]]:
+    """(kept, refused): repo paths to pull, and the pickled-weights files left out."""
+    kept, refused = [], []
+    for p in sorted(paths):
+        if include is not None and not any(fnmatch.fnmatchcase(p, pat) for pat in include):
+            continue
+        (refused if is_refused(p) else kept).append(p)
+    return kept, refused
+
+
+def update_lock(lock: Lock, names: Sequence[str] | None = None, *, endpoint: str | None = None,
+                token: bool | str | None = None, revision: str = "main",
+                log: Callable[[str], None] = print) -> UpdateReport:
+    """Resolve ``revision`` (a branch or commit) of each selected entry on the hub: the commit
+    sha and every file's size and sha256 (LFS files: the hub's LFS sha256; other files are
+    downloaded, checked against their git blob id and hashed). A model whose config.json
+    disagrees with its grid point stays unresolved, with the reason."""
+    from optimal_sparsity.hub.pull import RemoteRepo, hub_endpoint
+
+    endpoint = endpoint or hub_endpoint()
+    chosen = [lock.find(n) for n in names] if names else list(lock.entries)
+    resolved, failed = [], []
+    for entry in chosen:
+        try:
+            repo = RemoteRepo.resolve(entry, revision=revision, endpoint=endpoint, token=token)
+            files = repo.locked_files(log=log)
+            if entry.kind == "model":
+                repo.check_config(entry)
+        except UserError as err:
+            failed.append((entry.name, str(err)))
+            log(f"{entry.name}: not pinned: {err}")
+            if isinstance(err, IntegrityError) and not entry.pinned:
+                # The hub's content disagrees with the paper: record why it stays unpinned.
+                lock = lock.with_entry(entry.unresolved(f"`lock --update` refused it: {err}"))
+            continue
+        lock = lock.with_entry(entry.resolved(repo.revision, files))
+        resolved.append(entry.name)
+        log(f"{entry.name}: pinned {entry.repo_id}@{repo.revision} ({len(files)} files)")
+    return UpdateReport(lock=lock, resolved=tuple(resolved), failed=tuple(failed))
