@@ -58,7 +58,11 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from optimal_sparsity.claims.registry import CLAIMS
+    from optimal_sparsity.claims.table import claims_markdown
 
+    if args.markdown:
+        print(claims_markdown(), end="")
+        return 0
     for c in CLAIMS:
         print(f"{c.id:38s} {c.figure:6s} {c.statement}")
     return 0
@@ -90,4 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_run_options(p)
         p.set_defaults(func=cmd_figure, figure_id=spec.id)
     p = sub.add_parser("claims", help="list the paper's claims with their ids")
+    p.add_argument("--markdown", action="store_true",
+                   help="the README's claims table (expected outcomes from references/)")
     p.set_defaults(func=cmd_claims)
