@@ -46,12 +46,19 @@ def positive_int(text: str) -> int:
     return v
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (``error: ...``), exit status 2, no usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="reproduce",
         description="Reproducibility artifact for 'Optimal Sparsity of Mixture-of-Experts "
                     "Language Models for Reasoning Tasks' (arXiv 2508.18672).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
     return parser
