@@ -28,14 +28,26 @@ EXPECTED |= {(t, m) for t in ("gsm8k_proxy", "gsmplus_proxy") for m in ("acc_fle
 
 
 @pytest.fixture(scope="module")
-def cli_results(eval_run, tmp_path_factory):
-    """One smoke evaluation through the CLI (corpus resolved from the checkpoint)."""
+def cli_run(eval_run, tmp_path_factory):
+    """One smoke evaluation as a user runs it (corpus resolved from the checkpoint)."""
     root = tmp_path_factory.mktemp("results")
-    assert main(["eval", str(eval_run.run), "--results", str(root), *SMOKE]) == 0
-    return root
+    res = subprocess.run([sys.executable, "-m", "optimal_sparsity.cli", "eval",
+                          str(eval_run.run), "--results", str(root), *SMOKE],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root, res.stdout
 
 
-def test_eval_writes_every_tier_with_provenance(cli_results, eval_run, capsys):
+@pytest.fixture(scope="module")
+def cli_results(cli_run):
+    return cli_run[0]
+
+
+def test_eval_writes_every_tier_with_provenance(cli_run, eval_run):
+    cli_results, stdout = cli_run
+    assert "s-d32-E4-k2 step 80" in stdout
+    for task, metric in EXPECTED:  # the printed table lists every measurement
+        assert any(line.split()[:2] == [task, metric] for line in stdout.splitlines())
     rows = read_rows(cli_results)
     assert {(r.task, r.metric) for r in rows} == EXPECTED
     assert len(rows) == len(EXPECTED)
