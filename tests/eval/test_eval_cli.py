@@ -176,3 +176,17 @@ def test_hf_directory_is_evaluated_as_a_pulled_model(eval_run, eval_hf_dir, tmp_
                                EvalSettings(tiers=("paper_task_loss",), limit=2, threads=1))
     assert ({(r.task, r.metric): r.value for r in ours}
             == pytest.approx({(r.task, r.metric): r.value for r in pulled}, rel=1e-5))
+
+
+def test_accuracy_tier_through_the_hf_backend_equals_the_adapter(eval_run, tmp_path):
+    def acc(backend: str) -> dict:
+        s = EvalSettings.smoke(tiers=("accuracy",), tasks=("triviaqa_proxy", "hellaswag_proxy"),
+                               limit=3, backend=backend, threads=1)
+        rows = evaluate_checkpoint(eval_run.ckpt, eval_run.corpus, tmp_path / backend, s)
+        assert all(r.extra["backend"] == backend for r in rows)
+        return {(r.task, r.metric): r.value for r in rows}
+
+    ours = acc("adapter")
+    assert set(ours) == {("triviaqa_proxy", "acc"), ("hellaswag_proxy", "acc"),
+                         ("hellaswag_proxy", "acc_norm")}
+    assert acc("hf") == ours

@@ -4,7 +4,8 @@ The fast CPU path of the evaluation pipeline: no export, no HF model, batched. I
 lm-eval's ``hf`` backend request by request, so both give the same scores
 (``tests/eval/test_lm_adapter.py`` checks it on an exported checkpoint):
 
-- tokenization: ``tokenizer.encode`` with the tokenizer's default special tokens;
+- tokenization: ``tokenizer.encode`` with the tokenizer's default special tokens (none when
+  the text already starts with the BOS text);
   (context, continuation) pairs split as lm-eval's ``TemplateLM._encode_pair`` (trailing
   spaces of the context move to the continuation; continuation = tokens(context +
   continuation) after len(tokens(context))); an empty context becomes the prefix token
@@ -54,6 +55,7 @@ class MoELM(TemplateLM):
         cfg = getattr(model, "cfg", None)
         self.max_length = int(max_length or getattr(cfg, "max_seq_len", 0) or 2048)
         self.max_gen_toks = int(max_gen_toks)
+        self._prefix_text = tokenizer.decode(self.prefix_token_id) or "\0"
 
     # Tokenizer --------------------------------------------------------------------------
     @property
@@ -68,6 +70,8 @@ class MoELM(TemplateLM):
     def tok_encode(self, string: str, add_special_tokens: bool | None = None,
                    left_truncate_len: int | None = None, **kwargs: Any) -> list[int]:
         kw = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        if add_special_tokens is None and string.startswith(self._prefix_text):
+            kw = {"add_special_tokens": False}  # the text already starts with BOS (as hf)
         ids = self.tokenizer.encode(string, **kw)
         return ids[-left_truncate_len:] if left_truncate_len else ids
 
