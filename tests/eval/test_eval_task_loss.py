@@ -93,7 +93,7 @@ def test_bigram_model_matches_hand_computation(tok):
         assert r.bits_per_token == pytest.approx(np.mean(expect_bpt), rel=1e-5)
         assert r.stderr_bits_per_token == pytest.approx(
             np.std(expect_bpt, ddof=1) / math.sqrt(2), rel=1e-4)
-    # Sanity: a trained-looking model differs from uniform; the bigram value is not log2 V.
+    # the bigram model is not uniform: its value differs from log2 V
     assert abs(r.bits_per_token - math.log2(len(tok))) > 1e-3
 
 
