@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.train",
     "optimal_sparsity.commands.figures",
     "optimal_sparsity.commands.hub",
+    "optimal_sparsity.commands.eval",
 )
 
 

@@ -1,0 +1,147 @@
+"""Subcommands: eval (all tiers of one checkpoint -> results table), lm-eval-tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from optimal_sparsity.cli import REPO, positive_int
+from optimal_sparsity.errors import UserError
+
+DEFAULT_RESULTS = REPO / "results" / "table"
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint directory; a run directory means its newest checkpoint."""
+    from optimal_sparsity.train.state import list_checkpoints
+
+    if (path / "checkpoints").is_dir():
+        found = list_checkpoints(path / "checkpoints")
+        if not found:
+            raise UserError(f"run {path} has no complete checkpoint yet")
+        print(f"evaluating the newest checkpoint of the run: {found[-1][1]}", file=sys.stderr)
+        return found[-1][1]
+    if not path.is_dir():
+        raise UserError(f"no checkpoint directory at {path}")
+    return path
+
+
+def resolve_corpus(ckpt: Path) -> Path:
+    """The corpus a checkpoint was trained on: ``$OPTIMAL_SPARSITY_HOME/corpora/<fingerprint>``,
+    else the path its training config names (if its fingerprint matches)."""
+    from optimal_sparsity.checkpoint import read_config
+    from optimal_sparsity.paths import corpus_cache
+
+    meta = read_config(ckpt)
+    fp = meta.get("corpus_fingerprint")
+    if fp and (corpus_cache(fp) / "corpus.json").is_file():
+        return corpus_cache(fp)
+    named = (meta.get("train") or {}).get("corpus")
+    if named and (Path(named) / "corpus.json").is_file():
+        have = json.loads((Path(named) / "corpus.json").read_text()).get("fingerprint")
+        if have == fp:
+            return Path(named)
+    where = corpus_cache(fp) if fp else "its training config"
+    raise UserError(f"cannot find the corpus checkpoint {ckpt} was trained on (looked in "
+                    f"{where}): pass --corpus DIR")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from optimal_sparsity.eval.evaluate import (
+        DEFAULT_TIERS,
+        PULL_TIERS,
+        EvalSettings,
+        TierStatus,
+        evaluate_checkpoint,
+        is_hf_dir,
+    )
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    pull = is_hf_dir(ckpt)
+    tiers = tuple(args.tiers) if args.tiers else (PULL_TIERS if pull else DEFAULT_TIERS)
+    needs_corpus = {"pretrain", "task_loss", "accuracy"} & set(tiers)
+    corpus = args.corpus
+    if corpus is None and needs_corpus and not pull:
+        corpus = resolve_corpus(ckpt)
+    changes = {k: v for k, v in dict(
+        tiers=tiers, limit=args.limit, batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, train_sequences=args.train_sequences,
+        val_sequences=args.val_sequences, backend=args.backend,
+        paper_backend=args.paper_backend, device=args.device, threads=args.threads,
+        force=args.force).items() if v is not None}
+    if args.tasks:
+        changes["tasks"] = tuple(args.tasks)
+    settings = EvalSettings.smoke(**changes) if args.smoke else EvalSettings(**changes)
+    statuses: list[TierStatus] = []
+    rows = evaluate_checkpoint(ckpt, corpus, args.results, settings,
+                               log=lambda m: print(m, file=sys.stderr), statuses=statuses)
+    if rows:
+        r0 = rows[0]
+        print(f"{r0.model} step {r0.step} ({r0.source}; {r0.tokens:,} tokens)")
+        print(f"{'task':18s} {'metric':14s} {'value':>10s} {'stderr':>8s} {'n':>6s}")
+        for r in rows:
+            se = f"{r.stderr:.4f}" if r.stderr is not None else ""
+            print(f"{r.task:18s} {r.metric:14s} {_fmt(r.value):>10s} {se:>8s} {r.n:6d}")
+    for s in statuses:
+        if s.status == "skipped":
+            print(f"# {s.tier}: skipped: {s.reason}")
+    print(f"# results table: {Path(args.results).resolve()}")
+    return 0
+
+
+def cmd_lm_eval_tasks(args: argparse.Namespace) -> int:
+    from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS, write_task_configs
+
+    tasks = tuple(args.tasks) if args.tasks else PROXY_TASKS
+    out = write_task_configs(args.corpus, args.out, tasks)
+    print(f"wrote {', '.join(t + '.yaml' for t in tasks)} to {out.resolve()}")
+    print(f"use: python -m lm_eval --model hf --model_args pretrained=HF_DIR,dtype=float32 "
+          f"--tasks {','.join(tasks)} --include_path {out.resolve()} --device cpu")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from optimal_sparsity.eval.evaluate import TIERS
+    from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
+
+    p = sub.add_parser("eval", help="evaluate one checkpoint on all tiers -> results table")
+    p.add_argument("checkpoint", type=Path,
+                   help="checkpoint directory (or a run directory: its newest checkpoint), "
+                        "or an HF Mixtral directory (a released model)")
+    p.add_argument("--corpus", type=Path,
+                   help="proxy corpus (default: the one the checkpoint was trained on)")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                   help="results table directory (default: results/table)")
+    p.add_argument("--tiers", nargs="+", choices=TIERS, metavar="TIER",
+                   help=f"tiers to run: {', '.join(TIERS)} (default: pretrain task_loss "
+                        "accuracy; paper_task_loss paper_accuracy for an HF directory)")
+    p.add_argument("--tasks", nargs="+", choices=PROXY_TASKS, metavar="TASK",
+                   help="proxy tasks (default: all four)")
+    p.add_argument("--limit", type=positive_int, help="first N items of every task")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds-scale settings (8 items per task, 8 sequences)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--max-new-tokens", type=positive_int)
+    p.add_argument("--train-sequences", type=positive_int)
+    p.add_argument("--val-sequences", type=positive_int)
+    p.add_argument("--backend", choices=["adapter", "hf"],
+                   help="accuracy tier: this project's lm-eval adapter (default) or lm-eval's "
+                        "hf backend on an exported copy")
+    p.add_argument("--paper-backend", choices=["hf", "vllm"])
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=positive_int, help="torch threads while evaluating")
+    p.add_argument("--force", action="store_true", help="recompute tiers already in the table")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lm-eval-tasks",
+                       help="write the proxy tasks' lm-eval YAMLs (absolute data paths)")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--tasks", nargs="+", choices=PROXY_TASKS, metavar="TASK")
+    p.set_defaults(func=cmd_lm_eval_tasks)

@@ -1,0 +1,411 @@
+"""All evaluation tiers of one checkpoint -> rows of the results table.
+
+Tiers (``TIERS``):
+
+- ``pretrain``: train and validation CE (nats/token) recomputed on the corpus
+  (``pretrain_loss``); task ``pretrain``, metrics ``train_loss``, ``val_loss``.
+- ``task_loss``: the paper's task loss on the proxy tasks (``task_loss``); metrics
+  ``task_loss`` (bits/token) and ``task_loss_bpb`` (bits/byte).
+- ``accuracy``: lm-evaluation-harness on the proxy tasks (``harness``, project task
+  definitions); ``acc``, ``acc_norm`` (HellaSwag proxy), ``acc_flexible`` and ``step_acc``
+  (GSM proxies).
+- ``paper_task_loss``: task loss on the authors' own inputs (GSM8K 4-shot, HumanEval+,
+  MBPP+; tasks ``gsm8k``, ``humaneval``, ``mbpp``). Meaningful for released checkpoints; on
+  a scaled-down model it only exercises the code path (rows say so in ``extra.note``).
+- ``paper_accuracy``: lm-eval's stock tasks in the paper's configuration (``paper_tasks``);
+  needs the hub's data, so it is skipped with the reason offline.
+
+A checkpoint is either this project's (``checkpoint.py``; source "retrain") or a Hugging Face
+Mixtral directory such as a pulled release (source "pull"). Each (checkpoint, tier) is one
+part of the results table, written atomically. A tier whose part exists and was made with
+the same settings is not recomputed (``force`` recomputes); a part made with other settings
+is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
+from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
+from optimal_sparsity.results.table import PARTS, Row, part_name, write_part
+
+TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "paper_task_loss",
+                          "paper_accuracy")
+DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
+PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
+CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy"})
+SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
+                    "not a result")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to measure and how much of it. ``smoke()`` is a seconds-scale setting."""
+
+    tiers: tuple[str, ...] = DEFAULT_TIERS
+    tasks: tuple[str, ...] = PROXY_TASKS  # proxy tasks of the task_loss and accuracy tiers
+    limit: int | None = None  # the first N items of every task (None: all)
+    batch_size: int = 16
+    max_new_tokens: int | None = None  # None: each task's own max_gen_toks
+    train_sequences: int = 128  # pretrain tier: training windows sampled
+    val_sequences: int | None = None  # pretrain tier: validation windows (None: all)
+    backend: str = "adapter"  # accuracy tier: "adapter" (MoELM) or "hf" (lm-eval hf backend)
+    paper_backend: str | None = None  # paper_accuracy: "hf" or "vllm" (None: vllm iff GPU)
+    device: str = "cpu"
+    threads: int = 0  # torch threads while evaluating (0: leave as is)
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.tiers if t not in TIERS]
+        if bad:
+            raise UserError(f"unknown tier(s) {', '.join(bad)}: choose from {', '.join(TIERS)}")
+        bad = [t for t in self.tasks if t not in PROXY_TASKS]
+        if bad:
+            raise UserError(f"unknown task(s) {', '.join(bad)}: choose from "
+                            f"{', '.join(PROXY_TASKS)}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError("limit must be >= 1")
+        if self.batch_size < 1 or self.train_sequences < 1:
+            raise UserError("batch_size and train_sequences must be >= 1")
+        if self.backend not in ("adapter", "hf"):
+            raise UserError(f"backend must be 'adapter' or 'hf' (got {self.backend!r})")
+        if self.paper_backend not in (None, "hf", "vllm"):
+            raise UserError(f"paper_backend must be 'hf' or 'vllm' (got {self.paper_backend!r})")
+
+    @classmethod
+    def smoke(cls, **changes: Any) -> EvalSettings:
+        """A few items per task: every tier runs in seconds on a tiny model."""
+        base = dict(limit=8, batch_size=8, max_new_tokens=40, train_sequences=8,
+                    val_sequences=8)
+        return cls(**{**base, **changes})
+
+    def tier_key(self, tier: str) -> dict[str, Any]:
+        """The settings that change a tier's numbers (stored with its rows: the cache key)."""
+        keys = {"pretrain": ("train_sequences", "val_sequences"),
+                "task_loss": ("tasks", "limit"),
+                "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
+                "paper_task_loss": ("limit",),
+                "paper_accuracy": ("limit", "paper_backend")}[tier]
+        return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
+
+
+class TierSkipped(Exception):  # a reason, not a failure
+    """A tier that cannot run here; the message says why."""
+
+
+# Checkpoints ----------------------------------------------------------------------------
+
+def is_hf_dir(path: Path) -> bool:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        data = json.loads(cfg.read_text())
+    except json.JSONDecodeError:
+        return False
+    return data.get("model_type") == "mixtral" and "format" not in data
+
+
+def hf_identity(directory: Path) -> dict[str, Any]:
+    """Identity of an HF Mixtral directory (a released checkpoint)."""
+    from optimal_sparsity.accounting import count_params
+    from optimal_sparsity.eval.paper_tasks import PAPER_STEPS
+    from optimal_sparsity.grid import PAPER_TOKENS, paper_models
+    from optimal_sparsity.hf_export import config_from_hf
+
+    raw = (directory / "config.json").read_bytes()
+    cfg = config_from_hf(json.loads(raw), name=directory.name)
+    m = re.search(r"d(\d+)-E(\d+)-k(\d+)", directory.name)
+    d, e, k = map(int, m.groups()) if m else (cfg.d_model, cfg.n_experts, cfg.top_k)
+    if (d, e, k) != (cfg.d_model, cfg.n_experts, cfg.top_k):
+        raise UserError(f"{directory}: its name says d{d}-E{e}-k{k} but config.json says "
+                        f"d{cfg.d_model}-E{cfg.n_experts}-k{cfg.top_k}")
+    released = any((pm.d, pm.E, pm.k) == (d, e, k) for pm in paper_models()) and m is not None
+    pc = count_params(cfg)
+    tokens = PAPER_TOKENS if released else 0
+    run = hashlib.sha256(directory.name.encode() + b"\0" + raw).hexdigest()[:16]
+    return {"run": run, "model": f"d{d}-E{e}-k{k}", "seed": 0,
+            "step": PAPER_STEPS if released else 0, "tokens": tokens, "d": d, "E": e, "k": k,
+            "n_layers": cfg.n_layers, "total_params": pc.total, "active_params": pc.active,
+            "tpp": tokens / pc.total if tokens else 0.0,
+            "config_hash": cfg.replace(name=f"d{d}-E{e}-k{k}").fingerprint(), "corpus": ""}
+
+
+@dataclass
+class _Job:
+    ckpt: Path
+    corpus: Path | None
+    settings: EvalSettings
+    source: str  # "retrain" | "pull"
+    identity: dict[str, Any]
+    log: Callable[[str], None]
+    _loaded: tuple[Any, Any, Any] | None = field(default=None, repr=False)
+
+    def load(self) -> tuple[torch.nn.Module, Any, Any]:
+        """(model, tokenizer, ModelConfig), loaded once."""
+        if self._loaded is None:
+            from optimal_sparsity.data.tokenizer import load_tokenizer
+
+            if self.source == "pull":
+                from optimal_sparsity.hf_export import import_hf
+
+                model, cfg = import_hf(self.ckpt)
+            else:
+                from optimal_sparsity.checkpoint import load_checkpoint
+
+                model, cfg = load_checkpoint(self.ckpt)
+            model = model.to(self.settings.device).eval()
+            self._loaded = (model, load_tokenizer(self.ckpt), cfg)
+        return self._loaded
+
+    def need_corpus(self, tier: str) -> Path:
+        if self.corpus is None:
+            raise UserError(f"tier {tier} needs the proxy corpus: pass --corpus DIR")
+        return self.corpus
+
+    def rows(self, task: str, metrics: dict[str, float], n: int, tier: str,
+             stderr: dict[str, float] | None = None, extra: dict[str, Any] | None = None
+             ) -> list[Row]:
+        ex = {"tier": tier, "settings": self.settings.tier_key(tier),
+              "checkpoint": str(self.ckpt), **(extra or {})}
+        return make_rows(self.identity, task, metrics, n, stderr=stderr, source=self.source,
+                         extra=ex)
+
+
+# Tiers ----------------------------------------------------------------------------------
+
+def _tier_pretrain(job: _Job) -> list[Row]:
+    from optimal_sparsity.checkpoint import read_config
+    from optimal_sparsity.eval.pretrain_loss import pretrain_loss
+
+    if job.source == "pull":
+        raise TierSkipped("the paper's pre-training data (and its held-out 1%) is not "
+                          "available; the released checkpoints' losses cannot be recomputed")
+    corpus = job.need_corpus("pretrain")
+    model, _, cfg = job.load()
+    seq_len = int((read_config(job.ckpt).get("train") or {}).get("seq_len") or cfg.max_seq_len)
+    s = job.settings
+    r = pretrain_loss(model, corpus, seq_len, n_train=s.train_sequences,
+                      n_val=s.val_sequences, batch_size=s.batch_size, device=s.device)
+    extra = {"seq_len": r.seq_len, "unit": "nats/token"}
+    return (job.rows("pretrain", {"train_loss": r.train_loss}, r.n_train, "pretrain",
+                     extra={**extra, "split": "train"})
+            + job.rows("pretrain", {"val_loss": r.val_loss}, r.n_val, "pretrain",
+                       extra={**extra, "split": "val"}))
+
+
+def _task_loss_rows(job: _Job, tier: str, task: str, pairs: list[tuple[str, str]],
+                    extra: dict[str, Any]) -> list[Row]:
+    from optimal_sparsity.eval.task_loss import task_loss
+
+    model, tok, cfg = job.load()
+    r = task_loss(model, tok, pairs, batch_size=job.settings.batch_size,
+                  max_length=cfg.max_seq_len, device=job.settings.device)
+    if r.n == 0:  # e.g. the authors' code answers on a 128-token scaled-down model
+        job.log(f"{tier}: {task}: no answer fits the model's {cfg.max_seq_len}-token window "
+                f"({r.n_skipped} items skipped): no rows")
+        return []
+    return job.rows(task, {"task_loss": r.bits_per_token, "task_loss_bpb": r.bits_per_byte},
+                    r.n, tier, stderr={"task_loss": r.stderr_bits_per_token,
+                                       "task_loss_bpb": r.stderr_bits_per_byte},
+                    extra={**r.extra(), **extra})
+
+
+def _tier_task_loss(job: _Job) -> list[Row]:
+    from optimal_sparsity.eval.taskloss_data import load_proxy_items
+
+    corpus = job.need_corpus("task_loss")
+    rows = []
+    for task in job.settings.tasks:
+        items = load_proxy_items(corpus, task)[:job.settings.limit]
+        pairs = [(it["prompt"], it["answer"]) for it in items]
+        rows += _task_loss_rows(job, "task_loss", task, pairs, {"unit": "bits/token"})
+    return rows
+
+
+@contextlib.contextmanager
+def _exported(job: _Job) -> Iterator[Path]:
+    """The checkpoint as an HF directory (itself when it already is one)."""
+    if job.source == "pull":
+        yield job.ckpt
+        return
+    from optimal_sparsity.hf_export import export_hf
+
+    with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
+        yield export_hf(job.ckpt, Path(tmp) / "hf")
+
+
+def _tier_accuracy(job: _Job) -> list[Row]:
+    from optimal_sparsity.eval.harness import run_proxy_tasks
+
+    corpus = job.need_corpus("accuracy")
+    s = job.settings
+    gen = {"max_gen_toks": s.max_new_tokens} if s.max_new_tokens else None
+    if s.backend == "adapter":
+        from optimal_sparsity.eval.lm_adapter import MoELM
+
+        model, tok, _ = job.load()
+        res = run_proxy_tasks(MoELM(model, tok, batch_size=s.batch_size, device=s.device),
+                              corpus, s.tasks, limit=s.limit, gen_kwargs=gen)
+    else:
+        from lm_eval.models.huggingface import HFLM
+
+        with _exported(job) as hf_dir:
+            lm = HFLM(pretrained=str(hf_dir), dtype="float32", device=s.device,
+                      batch_size=s.batch_size, trust_remote_code=False)
+            res = run_proxy_tasks(lm, corpus, s.tasks, limit=s.limit, gen_kwargs=gen)
+    rows = []
+    for task in s.tasks:
+        rows += job.rows(task, res.metrics[task], res.n[task], "accuracy",
+                         stderr=res.stderr[task], extra={"backend": s.backend})
+    return rows
+
+
+def _tier_paper_task_loss(job: _Job) -> list[Row]:
+    from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS, load_authors_inputs
+
+    rows = []
+    for task, spec in AUTHORS_INPUTS.items():
+        pairs = load_authors_inputs(task)[:job.settings.limit]
+        extra: dict[str, Any] = {"inputs": spec.file, "unit": "bits/token"}
+        if job.source != "pull":
+            extra["note"] = SCALED_DOWN_NOTE
+        rows += _task_loss_rows(job, "paper_task_loss", task, pairs, extra)
+    return rows
+
+
+def _tier_paper_accuracy(job: _Job) -> list[Row]:
+    from optimal_sparsity.eval import paper_tasks as pt
+
+    backend = job.settings.paper_backend or pt.default_backend()
+    reason = pt.unavailable_reason(backend)  # type: ignore[arg-type]
+    if reason:
+        raise TierSkipped(reason)
+    rows = []
+    with _exported(job) as hf_dir:
+        for task in pt.PAPER_TASKS:
+            r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
+                                  limit=job.settings.limit, batch_size=job.settings.batch_size)
+            rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
+                             extra={"backend": backend,
+                                    "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+    return rows
+
+
+TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
+    "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
+    "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
+}
+
+
+# Driver ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TierStatus:
+    tier: str
+    status: str  # "measured" | "cached" | "skipped"
+    rows: int
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def _read_part(root: Path, name: str) -> list[Row]:
+    path = root / PARTS / name
+    if not path.is_file():
+        return []
+    try:
+        return [Row.from_dict(json.loads(line)) for line in path.read_text().splitlines()
+                if line.strip()]
+    except (json.JSONDecodeError, TypeError):
+        return []  # a corrupt part is recomputed and replaced
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def check_corpus(ckpt: Path, corpus: Path) -> None:
+    """Refuse a corpus whose tokenizer is not the checkpoint's."""
+    from optimal_sparsity.atomic import sha256_file
+
+    ours, theirs = ckpt / "tokenizer.json", corpus / "tokenizer" / "tokenizer.json"
+    if not theirs.is_file():
+        raise UserError(f"{corpus} is not a corpus directory (no tokenizer/tokenizer.json)")
+    if not ours.is_file():
+        raise UserError(f"checkpoint {ckpt} has no tokenizer.json")
+    if sha256_file(ours) != sha256_file(theirs):
+        raise UserError(f"checkpoint {ckpt} was not trained with the tokenizer of corpus "
+                        f"{corpus}: pass the corpus it was trained on")
+
+
+def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
+                        results_root: str | Path, settings: EvalSettings | None = None,
+                        log: Callable[[str], None] | None = None,
+                        statuses: list[TierStatus] | None = None) -> list[Row]:
+    """Evaluate ``ckpt`` on ``settings.tiers``; write one results part per tier; return all
+    rows of those tiers (measured now or cached). ``statuses`` (if given) receives one
+    ``TierStatus`` per tier."""
+    import time
+
+    settings = settings or EvalSettings()
+    ckpt, root = Path(ckpt), Path(results_root)
+    corpus = Path(corpus) if corpus is not None else None
+    log = log or (lambda _msg: None)
+    if is_hf_dir(ckpt):
+        source, identity = "pull", hf_identity(ckpt)
+    else:
+        from optimal_sparsity.checkpoint import verify_checkpoint
+
+        verify_checkpoint(ckpt)
+        source, identity = "retrain", checkpoint_identity(ckpt)
+        if corpus is not None and CORPUS_TIERS & set(settings.tiers):
+            check_corpus(ckpt, corpus)
+    job = _Job(ckpt, corpus, settings, source, identity, log)
+    out: list[Row] = []
+    with _threads(settings.threads):
+        for tier in settings.tiers:
+            name = part_name("eval", identity["run"], identity["model"], identity["step"],
+                             source, tier)
+            key = settings.tier_key(tier)
+            cached = _read_part(root, name)
+            if (cached and not settings.force
+                    and all(r.extra.get("settings") == key for r in cached)):
+                log(f"{tier}: cached ({len(cached)} rows)")
+                out += cached
+                if statuses is not None:
+                    statuses.append(TierStatus(tier, "cached", len(cached)))
+                continue
+            t0 = time.perf_counter()
+            try:
+                rows = TIER_FUNCS[tier](job)
+            except TierSkipped as why:
+                log(f"{tier}: skipped: {why}")
+                if statuses is not None:
+                    statuses.append(TierStatus(tier, "skipped", 0, reason=str(why)))
+                continue
+            write_part(root, name, rows)
+            dt = time.perf_counter() - t0
+            log(f"{tier}: {len(rows)} rows in {dt:.1f} s")
+            if statuses is not None:
+                statuses.append(TierStatus(tier, "measured", len(rows), dt))
+            out += rows
+    return out

@@ -1,0 +1,184 @@
+"""An lm-evaluation-harness model (``lm_eval.api.model.LM``) over this project's MoECausalLM.
+
+The fast CPU path of the evaluation pipeline: no export, no HF model, batched. It follows
+lm-eval's ``hf`` backend request by request, so both give the same scores
+(``tests/eval/test_lm_adapter.py`` checks it on an exported checkpoint):
+
+- tokenization: ``tokenizer.encode`` with the tokenizer's default special tokens (none when
+  the text already starts with the BOS text);
+  (context, continuation) pairs split as lm-eval's ``TemplateLM._encode_pair`` (trailing
+  spaces of the context move to the continuation; continuation = tokens(context +
+  continuation) after len(tokens(context))); an empty context becomes the prefix token
+  (BOS, else EOS);
+- log-likelihood: inputs ``(context + continuation)[-(max_length + 1):][:-1]``, the
+  continuation's log-probabilities summed; ``is_greedy`` when every continuation token is
+  the argmax;
+- generation: greedy (argmax, first index on ties), contexts left-truncated to
+  ``max_length - max_gen_toks`` tokens, at most ``max_gen_toks`` new tokens, stopping at EOS
+  or once a stop string appears; the text (special tokens skipped) is cut at the first stop
+  string (lm-eval's ``postprocess_generated_text``).
+
+Batches are right-padded (the model is causal: padding after a sequence never changes its
+logits) and sorted by length. Generation re-runs the forward pass over the growing batch
+(no KV cache: proxy contexts are short) and drops finished rows from the batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import (
+    handle_stop_sequences,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+)
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's hf backend default
+
+
+class MoELM(TemplateLM):
+    """lm-eval LM over an in-memory causal LM whose ``model(input_ids).logits`` is [B, S, V]."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 16,
+                 max_length: int | None = None, device: str | torch.device = "cpu",
+                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS) -> None:
+        super().__init__()
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self._device = torch.device(device)
+        self.batch_size = int(batch_size)
+        cfg = getattr(model, "cfg", None)
+        self.max_length = int(max_length or getattr(cfg, "max_seq_len", 0) or 2048)
+        self.max_gen_toks = int(max_gen_toks)
+        self._prefix_text = tokenizer.decode(self.prefix_token_id) or "\0"
+
+    # Tokenizer --------------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.tokenizer.eos_token_id
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None,
+                   left_truncate_len: int | None = None, **kwargs: Any) -> list[int]:
+        kw = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        if add_special_tokens is None and string.startswith(self._prefix_text):
+            kw = {"add_special_tokens": False}  # the text already starts with BOS (as hf)
+        ids = self.tokenizer.encode(string, **kw)
+        return ids[-left_truncate_len:] if left_truncate_len else ids
+
+    def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    # Scoring ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _logits(self, rows: list[list[int]]) -> torch.Tensor:
+        """Log-softmax [B, S, V] (fp32) of right-padded rows."""
+        width = max(len(r) for r in rows)
+        x = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            x[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        return F.log_softmax(self.model(x.to(self._device)).logits.float(), dim=-1)
+
+    def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """(sum log p(continuation | context), is_greedy) per (context, continuation)."""
+        out: list[tuple[float, bool] | None] = [None] * len(pairs)
+        inputs = []
+        for ctx, cont in pairs:
+            inp = (ctx + cont)[-(self.max_length + 1):][:-1]
+            inputs.append((inp, cont[-self.max_length:] if len(cont) > self.max_length
+                           else cont))
+        order = sorted(range(len(pairs)), key=lambda i: (-len(inputs[i][0]), i))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            logp = self._logits([inputs[i][0] for i in idx])
+            for row, i in enumerate(idx):
+                inp, cont = inputs[i]
+                lp = logp[row, len(inp) - len(cont):len(inp)]
+                target = torch.tensor(cont, device=lp.device)
+                greedy = bool((lp.argmax(dim=-1) == target).all())
+                out[i] = (float(lp.gather(1, target[:, None]).sum()), greedy)
+        return out  # type: ignore[return-value]
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any
+                              ) -> list[tuple[float, bool]]:
+        res = self._score([(ctx, cont) for _, ctx, cont in requests])
+        for (key, _, _), r in zip(requests, res, strict=True):
+            self.cache_hook.add_partial("loglikelihood", key, r)
+        return res
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        out = []
+        for (string,) in [req.args for req in requests]:
+            windows = [make_disjoint_window(w) for w in get_rolling_token_windows(
+                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length, context_len=1)]
+            total = sum(lp for lp, _ in self._score(windows))
+            self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
+            out.append(total)
+        return out
+
+    # Generation -------------------------------------------------------------------------
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        out: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(repr(sorted(req.args[1].items())), []).append(i)
+        eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+        for idx in groups.values():
+            kwargs = normalize_gen_kwargs(copy.deepcopy(requests[idx[0]].args[1]),
+                                          self.max_gen_toks)
+            if kwargs.get("do_sample"):
+                raise ValueError("MoELM generates greedily only (do_sample=True was requested)")
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_gen = int(kwargs.pop("max_gen_toks"))
+            if max_gen >= self.max_length:
+                raise ValueError(f"max_gen_toks ({max_gen}) must be less than the model's "
+                                 f"maximum length ({self.max_length})")
+            contexts = [self.tok_encode(requests[i].args[0],
+                                        left_truncate_len=self.max_length - max_gen)
+                        for i in idx]
+            order = sorted(range(len(idx)), key=lambda j: (-len(contexts[j]), j))
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                texts = self._greedy([contexts[j] for j in chunk], max_gen, until)
+                for j, text in zip(chunk, texts, strict=True):
+                    out[idx[j]] = text
+                    self.cache_hook.add_partial("generate_until", requests[idx[j]].args, text)
+        return out  # type: ignore[return-value]
+
+    def _greedy(self, contexts: list[list[int]], max_gen: int, until: list[str]) -> list[str]:
+        rows = [list(c) for c in contexts]
+        new: list[list[int]] = [[] for _ in contexts]
+        active = list(range(len(rows)))
+        eot = self.eot_token_id
+        for _ in range(max_gen):
+            if not active:
+                break
+            logp = self._logits([rows[i] for i in active])
+            still = []
+            for row, i in enumerate(active):
+                tok = int(logp[row, len(rows[i]) - 1].argmax())
+                rows[i].append(tok)
+                new[i].append(tok)
+                if tok == eot:
+                    continue
+                text = self.tok_decode(new[i])
+                if any(s and s in text for s in until):
+                    continue
+                still.append(i)
+            active = still
+        texts = []
+        for toks in new:
+            if eot in toks:
+                toks = toks[:toks.index(eot)]
+            texts.append(postprocess_generated_text(self.tok_decode(toks), until, None))
+        return texts

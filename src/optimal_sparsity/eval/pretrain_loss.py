@@ -1,0 +1,76 @@
+"""Pre-training loss, recomputed from a checkpoint: cross-entropy (nats/token, no auxiliary
+losses) on the held-out validation split and on a fixed sample of training sequences.
+
+Windows are ``seq_len + 1`` tokens (inputs and next-token labels), as in training.
+
+- validation: the first ``n_val`` windows of ``val.bin`` in order -- the trainer's own
+  validation set (``shards.fixed_batches``) when ``n_val`` equals its ``eval_sequences``;
+- training: ``n_train`` windows spread evenly over ``train.bin`` (window indices
+  ``round(linspace(0, n_windows - 1, n_train))``), the same for every checkpoint of a run.
+
+Each loss is the mean over all tokens of the sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from optimal_sparsity.data.shards import fixed_batches, open_split
+from optimal_sparsity.errors import UserError
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class PretrainLoss:
+    train_loss: float
+    val_loss: float
+    n_train: int  # sequences
+    n_val: int
+    seq_len: int
+
+
+def train_sample(tokens: np.ndarray, seq_len: int, n: int, batch_size: int) -> Batches:
+    w = seq_len + 1
+    n_windows = len(tokens) // w
+    if n_windows < 1:
+        raise UserError(f"train split has {len(tokens)} tokens, fewer than one sequence of {w}")
+    idx = np.unique(np.round(np.linspace(0, n_windows - 1, min(n, n_windows))).astype(np.int64))
+    rows = torch.from_numpy(np.stack([np.asarray(tokens[i * w:(i + 1) * w], dtype=np.int64)
+                                      for i in idx]))
+    return [(rows[i:i + batch_size, :-1], rows[i:i + batch_size, 1:])
+            for i in range(0, len(rows), batch_size)]
+
+
+@torch.no_grad()
+def mean_ce(model, batches: Batches, device: str | torch.device = "cpu") -> float:
+    """Token-weighted mean cross-entropy (nats) of the model over ``batches``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in batches:
+        out = model(x.to(device), labels=y.to(device), return_logits=False)
+        n = y.numel()
+        total += out.ce_loss.item() * n
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+def pretrain_loss(model, corpus: str | Path, seq_len: int, *, n_train: int = 128,
+                  n_val: int | None = None, batch_size: int = 16,
+                  device: str | torch.device = "cpu") -> PretrainLoss:
+    """Train and validation CE of ``model`` on ``corpus``; ``n_val=None``: the whole split."""
+    val_tokens = open_split(corpus, "val")
+    if n_val is None:
+        n_val = len(val_tokens) // (seq_len + 1)
+    val = fixed_batches(val_tokens, seq_len, n_val, batch_size)
+    train = train_sample(open_split(corpus, "train"), seq_len, n_train, batch_size)
+    return PretrainLoss(train_loss=mean_ce(model, train, device),
+                        val_loss=mean_ce(model, val, device),
+                        n_train=sum(len(x) for x, _ in train), n_val=sum(len(x) for x, _ in val),
+                        seq_len=seq_len)

@@ -1,0 +1,68 @@
+"""Task-loss inputs: the proxy tasks' JSONL and the authors' own files (gzipped, hash-checked).
+
+Every source yields ``(prompt, answer)`` pairs; ``task_loss.task_loss`` scores them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from optimal_sparsity.atomic import sha256_bytes
+from optimal_sparsity.errors import IntegrityError, UserError
+from optimal_sparsity.resources import RESOURCES
+
+TASKLOSS_DIR = RESOURCES / "taskloss"
+
+
+@dataclass(frozen=True)
+class AuthorsInput:
+    """One of the authors' task-loss files and the results-table task it measures."""
+
+    task: str  # results-table task name (eval/__init__.py)
+    file: str  # name of the JSON inside resources/taskloss/ (stored as FILE.gz)
+
+
+# The three files of the authors' repository we carry (PROVENANCE.md there).
+AUTHORS_INPUTS: dict[str, AuthorsInput] = {
+    "gsm8k": AuthorsInput("gsm8k", "gsm8k_4shot.json"),
+    "humaneval": AuthorsInput("humaneval", "humanevalplus_test.json"),
+    "mbpp": AuthorsInput("mbpp", "mbppplus_test.json"),
+}
+
+
+def _registry() -> dict[str, dict]:
+    return json.loads((TASKLOSS_DIR / "SHA256.json").read_text())
+
+
+def load_authors_inputs(task: str) -> list[tuple[str, str]]:
+    """The authors' ``(prompt, answer)`` pairs for ``task``, after checking the sha256 of
+    the decompressed bytes against ``SHA256.json``."""
+    if task not in AUTHORS_INPUTS:
+        raise UserError(f"no authors' task-loss input for {task!r}: one of "
+                        f"{', '.join(AUTHORS_INPUTS)}")
+    name = AUTHORS_INPUTS[task].file
+    want = _registry()[name]
+    path = TASKLOSS_DIR / (name + ".gz")
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as err:
+        raise IntegrityError(f"cannot read {path}: {err}") from err
+    got = sha256_bytes(raw)
+    if got != want["sha256"]:
+        raise IntegrityError(f"{path}: decompressed sha256 {got} does not match "
+                             f"SHA256.json {want['sha256']}")
+    items = json.loads(raw)
+    return [(it["prompt"], it["answer"]) for it in items]
+
+
+def load_proxy_items(corpus: str | Path, task: str) -> list[dict]:
+    """All evaluation items of a proxy task, in file order."""
+    path = Path(corpus) / "eval" / f"{task}.jsonl"
+    if not path.is_file():
+        raise UserError(f"corpus {corpus} has no evaluation file {path.name} "
+                        "(build the corpus with `./reproduce data`)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
