@@ -11,6 +11,7 @@ from optimal_sparsity.data.arithmetic import (
     ArithmeticConfig,
     ArithmeticTask,
     parse_final,
+    parse_steps,
     step_accuracy,
 )
 from optimal_sparsity.data.corpus import CorpusConfig, build_corpus, tokenize_files
@@ -116,7 +117,7 @@ def test_every_answer_recomputes(tiny_corpus):
             assert solve(it["question"]) == int(it["target"]), it["id"]
             assert parse_final(it["answer"]) == int(it["target"])
             assert step_accuracy(it["answer"], it["steps"]) == 1.0
-            for a, op, b, c in it["steps"]:
+            for a, op, b, c in (parse_steps(eq)[0] for eq in it["steps"]):
                 assert c == (a + b if op == "+" else a - b if op == "-" else a * b)
             n += 1
     train = read_jsonl(tiny_corpus / "train_tasks" / "gsm8k_proxy_train.jsonl")

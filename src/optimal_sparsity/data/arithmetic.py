@@ -127,8 +127,10 @@ def parse_steps(text: str) -> list[tuple[int, str, int, int]]:
     return [(int(a), s, int(b), int(c)) for a, s, b, c in _EQ.findall(before)]
 
 
-def step_accuracy(text: str, gold: list[tuple[int, str, int, int]]) -> float:
-    """Fraction of gold steps the completion reproduces, in order (per-step accuracy)."""
+def step_accuracy(text: str, gold: list) -> float:
+    """Fraction of gold steps the completion reproduces, in order (per-step accuracy).
+    ``gold``: equations ("12 + 2 = 14", as stored in the eval files) or tuples."""
+    gold = [parse_steps(g)[0] if isinstance(g, str) else tuple(g) for g in gold]
     got = parse_steps(text)
     hits = sum(1 for i, g in enumerate(gold) if i < len(got) and tuple(got[i]) == tuple(g))
     return hits / len(gold) if gold else 0.0
@@ -248,7 +250,7 @@ class ArithmeticTask:
 
 def item(p: Problem, task: str, idx: int) -> dict:
     return {"id": f"{task}-{idx}", "task": task, "prompt": p.prompt(), "answer": p.answer(),
-            "target": str(p.final), "steps": [list(s) for s in p.steps()],
+            "target": str(p.final), "steps": [f"{a} {s} {b} = {c}" for a, s, b, c in p.steps()],
             "n_steps": len(p.ops), "perturbation": p.perturbation,
             "question": p.question()}
 

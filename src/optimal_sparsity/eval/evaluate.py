@@ -41,11 +41,11 @@ from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
 from optimal_sparsity.results.table import PARTS, Row, part_name, write_part
 
-TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "paper_task_loss",
+TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "paper_task_loss",
                           "paper_accuracy")
 DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
 PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
-CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy"})
+CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy", "fewshot"})
 SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
                     "not a result")
 
@@ -66,6 +66,7 @@ class EvalSettings:
     device: str = "cpu"
     threads: int = 0  # torch threads while evaluating (0: leave as is)
     force: bool = False
+    fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)  # fewshot tier (the paper's Fig 11)
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -96,6 +97,7 @@ class EvalSettings:
         keys = {"pretrain": ("train_sequences", "val_sequences"),
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
+                "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
                 "paper_task_loss": ("limit",),
                 "paper_accuracy": ("limit", "paper_backend")}[tier]
         return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
@@ -273,6 +275,24 @@ def _tier_accuracy(job: _Job) -> list[Row]:
     return rows
 
 
+def _tier_fewshot(job: _Job) -> list[Row]:
+    """GSM8K-proxy accuracy with 0, 1, 2, ... shots (task ``gsm8k_proxy_fewshot``,
+    metrics ``acc@{n}shot``)."""
+    from optimal_sparsity.eval.harness import FEWSHOT_TASK, run_fewshot
+    from optimal_sparsity.eval.lm_adapter import MoELM
+
+    corpus = job.need_corpus("fewshot")
+    s = job.settings
+    model, tok, _ = job.load()
+    gen = {"max_gen_toks": s.max_new_tokens} if s.max_new_tokens else None
+    res = run_fewshot(MoELM(model, tok, batch_size=s.batch_size, device=s.device), corpus,
+                      tuple(s.fewshot_shots), limit=s.limit, gen_kwargs=gen)
+    metrics = {f"acc@{n}shot": acc for n, (acc, _, _) in res.items()}
+    stderr = {f"acc@{n}shot": se for n, (_, se, _) in res.items() if se is not None}
+    n_items = min(n for _, _, n in res.values())
+    return job.rows(FEWSHOT_TASK, metrics, n_items, "fewshot", stderr=stderr)
+
+
 def _tier_paper_task_loss(job: _Job) -> list[Row]:
     from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS, load_authors_inputs
 
@@ -306,6 +326,7 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
 
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
     "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
+    "fewshot": _tier_fewshot,
     "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
 }
 

@@ -80,7 +80,64 @@ def run_proxy_tasks(lm: Any, corpus: str | Path, tasks: tuple[str, ...] = PROXY_
         if task in STEP_TASKS:
             gold = {it["id"]: it["steps"] for it in load_proxy_items(corpus, task)}
             result.responses[task] = [s["resps"][0][0] for s in samples]
-            step = [step_accuracy(s["resps"][0][0], [tuple(g) for g in gold[s["doc"]["id"]]])
+            step = [step_accuracy(s["resps"][0][0], gold[s["doc"]["id"]])
                     for s in samples]
             result.metrics[task]["step_acc"] = sum(step) / len(step)
     return result
+
+
+FEWSHOT_TASK = "gsm8k_proxy_fewshot"
+
+
+def fewshot_task_config(corpus: str | Path) -> dict[str, Any]:
+    """The GSM8K proxy with few-shot examples drawn, in order, from the corpus' training
+    problems (``train_tasks/gsm8k_proxy_train.jsonl``), shown with their full chain of
+    thought; the paper's Fig 11 varies the number of such shots."""
+    import yaml
+
+    from optimal_sparsity.eval.lm_eval_tasks import task_config
+
+    corpus = Path(corpus).resolve()
+    train = corpus / "train_tasks" / "gsm8k_proxy_train.jsonl"
+    cfg = yaml.safe_load(task_config("gsm8k_proxy", corpus / "eval" / "gsm8k_proxy.jsonl"))
+    cfg["task"] = FEWSHOT_TASK
+    del cfg["num_fewshot"]  # lm-eval ignores a run's num_fewshot when the task fixes 0
+    cfg["dataset_kwargs"]["data_files"]["train"] = str(train)
+    cfg["fewshot_split"] = "train"
+    cfg["fewshot_config"] = {"sampler": "first_n", "doc_to_target": "{{answer}}",
+                             "target_delimiter": "", "fewshot_delimiter": "\n\n"}
+    return cfg
+
+
+def run_fewshot(lm: Any, corpus: str | Path, shots: tuple[int, ...], *,
+                limit: int | None = None, gen_kwargs: dict[str, Any] | None = None
+                ) -> dict[int, tuple[float, float | None, int]]:
+    """Strict-match accuracy of the GSM8K proxy at each number of shots:
+    {shots: (acc, stderr, n)}."""
+    import yaml
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    out: dict[int, tuple[float, float | None, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="lm-eval-fewshot-") as tmp:
+        Path(tmp, f"{FEWSHOT_TASK}.yaml").write_text(yaml.safe_dump(fewshot_task_config(corpus)))
+        tm = TaskManager(include_path=tmp, include_defaults=False)
+        log = logging.getLogger("lm_eval")
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            for n in shots:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    res = simple_evaluate(model=lm, tasks=[FEWSHOT_TASK], task_manager=tm,
+                                          num_fewshot=n, limit=limit, gen_kwargs=gen_kwargs,
+                                          log_samples=True, random_seed=SEED,
+                                          numpy_random_seed=SEED, torch_random_seed=SEED,
+                                          fewshot_random_seed=SEED, bootstrap_iters=1000)
+                assert res is not None
+                r = res["results"][FEWSHOT_TASK]
+                key = "exact_match,strict-match"
+                out[n] = (float(r[key]), _number(r.get(_stderr_key(key))),
+                          len({s["doc_id"] for s in res["samples"][FEWSHOT_TASK]}))
+        finally:
+            log.setLevel(level)
+    return out
