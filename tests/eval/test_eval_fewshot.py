@@ -11,7 +11,8 @@ def test_fewshot_config_uses_training_problems(tiny_corpus):
     cfg = fewshot_task_config(tiny_corpus)
     train = cfg["dataset_kwargs"]["data_files"]["train"]
     assert train.endswith("train_tasks/gsm8k_proxy_train.jsonl")
-    first = json.loads(open(train).readline())
+    with open(train) as f:
+        first = json.loads(f.readline())
     assert first["answer"].strip().split("#### ")[1] == first["target"]
     assert cfg["fewshot_config"]["doc_to_target"] == "{{answer}}"
 
@@ -48,6 +49,6 @@ def test_shots_are_in_the_context(tiny_corpus):
     lm = Recorder()
     res = run_fewshot(lm, tiny_corpus, (0, 2), limit=3)
     assert set(res) == {0, 2}
-    zero, two = lm.contexts[3:], lm.contexts[:3]
+    zero, two = lm.contexts[:3], lm.contexts[3:]
     assert all(c.count("Question:") == 1 for c in zero)
     assert all(c.count("Question:") == 3 and c.count("#### ") == 2 for c in two)
