@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.core",
     "optimal_sparsity.commands.train",
+    "optimal_sparsity.commands.posttrain",
 )
 
 
