@@ -133,3 +133,8 @@ def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, t
     assert summary["settings"]["max_steps"] == 1
     rows = read_rows(tmp_path / "results")
     assert {r.metric for r in rows} == set(res.metrics()) and {r.task for r in rows} == {TASK}
+    # the tuned checkpoint is a run of its own (rows and caches never mix with the base)
+    from optimal_sparsity.eval.rows import checkpoint_identity
+
+    base, tuned = checkpoint_identity(tiny_lm_checkpoint), checkpoint_identity(res.checkpoint)
+    assert tuned["run"].startswith(base["run"] + "+grpo-") and tuned["step"] == base["step"]

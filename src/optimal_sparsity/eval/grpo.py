@@ -48,13 +48,13 @@ class GRPOSettings:
     ``per_device_batch * grad_accum`` completions, ``num_generations`` per prompt."""
 
     name: str = "cpu"
-    max_steps: int = 40
+    max_steps: int = 80
     n_prompts: int = 2000  # training prompts available (shuffled by trl)
     num_generations: int = 8  # rollouts per prompt (the paper: 5)
     per_device_batch: int = 32  # completions per micro-step (multiple of num_generations)
     grad_accum: int = 1
     max_completion_length: int = 48  # the paper: 1024
-    learning_rate: float = 1e-4  # the paper: 5e-6 (actor); tiny models need more
+    learning_rate: float = 5e-4  # the paper: 5e-6 (actor); 1e-3 diverged on d=64
     beta: float = 1e-3  # KL coefficient (the paper: 1e-3)
     temperature: float = 0.7  # rollouts; below verl's 1.0 so a weak model earns reward
     top_p: float = 1.0
@@ -67,7 +67,7 @@ class GRPOSettings:
     use_vllm: bool = False
     use_cpu: bool = True
     bf16: bool = False
-    eval_n: int = 100  # held-out items for before/after
+    eval_n: int = 200  # held-out items for before/after
     eval_max_new_tokens: int = 48
     reward_samples: int = 4  # sampled completions per held-out prompt for the reward
     prompts: str = "proxy"  # "proxy" (plain text) or "gsm8k" (single user message)
