@@ -42,8 +42,8 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     res = run_grpo(args.checkpoint, args.corpus, args.out, settings, train_rows=rows,
                    results=args.results, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps({**res.metrics(), "n_eval": res.before.n,
-                      "train_reward_first_10pct": res.train_reward_first,
-                      "train_reward_last_10pct": res.train_reward_last,
+                      "train_reward_first_quarter": res.train_reward_first,
+                      "train_reward_last_quarter": res.train_reward_last,
                       "wall_s": round(res.wall_s, 1),
                       "checkpoint": str(res.checkpoint) if res.checkpoint else None}, indent=2))
     return 0

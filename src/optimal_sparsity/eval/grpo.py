@@ -235,8 +235,8 @@ class GRPOResult:
     settings: GRPOSettings
     before: PolicyScore
     after: PolicyScore
-    train_reward_first: float  # mean training reward over the first 10% of steps
-    train_reward_last: float  # ... and the last 10%
+    train_reward_first: float  # mean training reward over the first quarter of steps
+    train_reward_last: float  # ... and the last quarter
     wall_s: float
     checkpoint: Path | None
     log_history: list[dict] = dataclasses.field(default_factory=list)
@@ -274,7 +274,7 @@ def _mean_reward(history: list[dict], first: bool) -> float:
     vals = [h["reward"] for h in history if "reward" in h]
     if not vals:
         return math.nan
-    k = max(1, len(vals) // 10)
+    k = max(1, len(vals) // 4)
     part = vals[:k] if first else vals[-k:]
     return sum(part) / len(part)
 
@@ -352,8 +352,8 @@ def _write_summary(out: Path, checkpoint: Path, r: GRPOResult) -> None:
     write_json(out / "grpo.json", {
         "base_checkpoint": str(checkpoint), "settings": r.settings.to_dict(),
         "metrics": r.metrics(), "n_eval": r.before.n, "wall_s": round(r.wall_s, 1),
-        "train_reward_first_10pct": r.train_reward_first,
-        "train_reward_last_10pct": r.train_reward_last,
+        "train_reward_first_quarter": r.train_reward_first,
+        "train_reward_last_quarter": r.train_reward_last,
         "checkpoint": str(r.checkpoint) if r.checkpoint else None,
         "log_history": r.log_history})
 
