@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.figures",
     "optimal_sparsity.commands.hub",
     "optimal_sparsity.commands.eval",
+    "optimal_sparsity.commands.posttrain",
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,11 @@ def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
     from optimal_sparsity.train.config import TrainConfig
 
     run = TrainConfig.from_dict(train).fingerprint() if train else cfg.fingerprint()
+    post = meta.get("posttrain")
+    if post:  # e.g. GRPO-tuned: a run of its own, so its rows and caches never mix with the base
+        digest = hashlib.sha256(json.dumps(post.get("settings", post), sort_keys=True)
+                                .encode()).hexdigest()[:8]
+        run = f"{run}+{post.get('method', 'posttrain')}-{digest}"
     return {"run": run, "model": cfg.name, "seed": int(train.get("seed", 0)),
             "step": int(meta.get("step") or 0), "tokens": tokens, "d": cfg.d_model,
             "E": cfg.n_experts, "k": cfg.top_k, "n_layers": cfg.n_layers,
