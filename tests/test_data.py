@@ -124,6 +124,13 @@ def test_every_answer_recomputes(tiny_corpus):
     for it in train:
         assert parse_final(it["answer"]) == int(it["target"])
     assert n == 400
+    plus = read_jsonl(tiny_corpus / "train_tasks" / "gsmplus_proxy_train.jsonl")
+    held_out = {it["question"] for t in ("gsm8k_proxy", "gsmplus_proxy")
+                for it in read_jsonl(tiny_corpus / "eval" / f"{t}.jsonl")}
+    assert len(plus) > 100
+    for it in plus:  # the second GRPO prompt set: correct, and never a held-out problem
+        assert solve(it["question"]) == int(it["target"])
+        assert it["question"] not in held_out
 
 
 def test_gsmplus_variants(tiny_corpus):

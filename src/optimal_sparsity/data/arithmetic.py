@@ -197,9 +197,10 @@ class ArithmeticTask:
         self.excluded |= seen
         return out
 
-    def perturb(self, problems: list[Problem]) -> list[Problem]:
+    def perturb(self, problems: list[Problem], rng: random.Random | None = None
+                ) -> list[Problem]:
         """Three GSM-Plus-style variants of each problem; they are excluded from training."""
-        rng = random.Random(f"arithmetic-plus/{self._seed}")
+        rng = rng or random.Random(f"arithmetic-plus/{self._seed}")
         out = []
         for p in problems:
             # 1. distractor: an irrelevant sentence about someone else; same answer

@@ -42,6 +42,9 @@ from optimal_sparsity.errors import UserError
 SOURCES = ("knowledge", "scripts", "arithmetic")
 EVAL_TASKS = ("triviaqa_proxy", "hellaswag_proxy", "gsm8k_proxy", "gsmplus_proxy")
 FORMAT = "optimal-sparsity-corpus/1"
+# Bumped whenever the generator's output for a given config changes: part of the
+# fingerprint, so a cached corpus is never reused across generator versions.
+GENERATOR_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ class CorpusConfig:
         return cls(**d)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        d = {**self.to_dict(), "generator_version": GENERATOR_VERSION}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Mixture:
@@ -144,6 +148,15 @@ class Mixture:
             "gsmplus_proxy": [item(p, "gsmplus_proxy", i)
                               for i, p in enumerate(self.plus_problems)],
         }
+
+    def train_tasks_plus(self) -> list[dict]:
+        """GSM-Plus-style variants of training problems (a second GRPO prompt set)."""
+        rng = random.Random(f"arithmetic-train-tasks-plus/{self.cfg.seed}")
+        held_out = {p.composition for p in self.eval_problems + self.plus_problems}
+        n = max(1, self.cfg.n_train_tasks // 3)
+        base = [self.arith.sample(rng) for _ in range(n)]
+        variants = [p for p in self.arith.perturb(base, rng) if p.composition not in held_out]
+        return [item(p, "gsmplus_proxy_train", i) for i, p in enumerate(variants)]
 
     def train_tasks(self) -> list[dict]:
         rng = random.Random(f"arithmetic-train-tasks/{self.cfg.seed}")
@@ -236,6 +249,8 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False)
         for task, rows in evals.items():
             _write_jsonl(tmp / "eval" / f"{task}.jsonl", rows)
         _write_jsonl(tmp / "train_tasks" / "gsm8k_proxy_train.jsonl", mixture.train_tasks())
+        _write_jsonl(tmp / "train_tasks" / "gsmplus_proxy_train.jsonl",
+                     mixture.train_tasks_plus())
         train_counts = counters["train"]
         src = train_counts["source_tokens"]
         seen = train_counts["entity_docs"]

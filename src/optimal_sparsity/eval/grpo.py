@@ -177,9 +177,15 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def proxy_train_prompts(corpus: str | Path, n: int | None = None) -> list[dict[str, str]]:
-    """``{"prompt", "target"}`` rows from the corpus's GRPO training split."""
-    rows = _read_jsonl(Path(corpus) / "train_tasks" / "gsm8k_proxy_train.jsonl")
+PROMPT_SETS = {"gsm8k_proxy_train": TASK, "gsmplus_proxy_train": TASK + "_plus"}
+
+
+def proxy_train_prompts(corpus: str | Path, n: int | None = None,
+                        prompt_set: str = "gsm8k_proxy_train") -> list[dict[str, str]]:
+    """``{"prompt", "target"}`` rows from one of the corpus's GRPO training sets:
+    ``gsm8k_proxy_train`` (training problems) or ``gsmplus_proxy_train`` (their
+    GSM-Plus-style variants: the second set of the paper's Fig 10)."""
+    rows = _read_jsonl(Path(corpus) / "train_tasks" / f"{prompt_set}.jsonl")
     return [{"prompt": r["prompt"], "target": str(r["target"])} for r in rows[:n]]
 
 
@@ -282,8 +288,10 @@ def _mean_reward(history: list[dict], first: bool) -> float:
 def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
              settings: GRPOSettings | None = None, *, train_rows: list[dict] | None = None,
              reward_funcs: Sequence[Callable] | None = None, results: str | Path | None = None,
-             save: bool = True, log: Callable[[str], None] | None = None) -> GRPOResult:
-    """GRPO from a checkpoint of this artifact: export, score, train, score, save."""
+             save: bool = True, log: Callable[[str], None] | None = None,
+             prompt_set: str = "gsm8k_proxy_train") -> GRPOResult:
+    """GRPO from a checkpoint of this artifact: export, score, train, score, save.
+    Results rows go to task ``PROMPT_SETS[prompt_set]``."""
     from transformers import set_seed
 
     from optimal_sparsity.checkpoint import read_config, save_checkpoint, verify_checkpoint
@@ -294,8 +302,8 @@ def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
     say = log or (lambda _msg: None)
     checkpoint, out = Path(checkpoint), Path(out)
     verify_checkpoint(checkpoint)
-    rows = train_rows if train_rows is not None else proxy_train_prompts(corpus,
-                                                                         settings.n_prompts)
+    rows = train_rows if train_rows is not None else proxy_train_prompts(
+        corpus, settings.n_prompts, prompt_set)
     items = heldout_items(corpus, settings.eval_n)
     if not items:
         raise UserError(f"no held-out items in {corpus}/eval/gsm8k_proxy.jsonl")
@@ -336,7 +344,7 @@ def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
                         _mean_reward(history, False), wall, saved, history)
     _write_summary(out, checkpoint, result)
     if results is not None:
-        write_grpo_rows(results, checkpoint, result)
+        write_grpo_rows(results, checkpoint, result, PROMPT_SETS[prompt_set])
     return result
 
 
@@ -358,15 +366,16 @@ def _write_summary(out: Path, checkpoint: Path, r: GRPOResult) -> None:
         "log_history": r.log_history})
 
 
-def write_grpo_rows(results: str | Path, checkpoint: str | Path, r: GRPOResult) -> Path:
+def write_grpo_rows(results: str | Path, checkpoint: str | Path, r: GRPOResult,
+                    task: str = TASK) -> Path:
     from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
     from optimal_sparsity.results.table import part_name, write_part
 
     ident = checkpoint_identity(checkpoint)
-    rows = make_rows(ident, TASK, r.metrics(), n=r.before.n,
+    rows = make_rows(ident, task, r.metrics(), n=r.before.n,
                      extra={"grpo": r.settings.to_dict(), "wall_s": round(r.wall_s, 1),
                             "train_reward_first": r.train_reward_first,
                             "train_reward_last": r.train_reward_last})
-    return write_part(results, part_name(ident["run"], ident["step"], TASK,
+    return write_part(results, part_name(ident["run"], ident["step"], task,
                                          r.settings.to_dict()), rows)
 
