@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ from optimal_sparsity.errors import IntegrityError
 from optimal_sparsity.paths import REPO
 from optimal_sparsity.results.table import Row
 
-REFERENCES = REPO / "references"
+
+def references_dir() -> Path:
+    """``references/`` in the checkout (``$OPTIMAL_SPARSITY_REFERENCES`` overrides it)."""
+    return Path(os.environ.get("OPTIMAL_SPARSITY_REFERENCES", REPO / "references"))
+
 # Tolerance = max(TOL_SIGMAS x seed std, floor): the floor covers machines whose float
 # rounding differs (other CPUs, thread counts) when the seed spread is tiny.
 TOL_SIGMAS = 4.0
@@ -29,7 +34,7 @@ TOL_FLOOR = {"loss": 0.02, "task_loss": 0.05, "acc": 0.03}
 
 
 def scaled_path(scale: str) -> Path:
-    return REFERENCES / "scaled" / f"{scale}.json"
+    return references_dir() / "scaled" / f"{scale}.json"
 
 
 def load_scaled(scale: str) -> dict[str, Any] | None:
@@ -93,3 +98,31 @@ def check(rows: list[Row], reference: dict[str, Any],
         if not math.isfinite(v) or abs(v - ref["value"]) > ref["tolerance"]:
             bad.append(Regression(*key, v, ref["value"], ref["tolerance"]))
     return bad, n
+
+
+def pin(scale: str, rows: list[Row], verdicts: dict[str, dict[str, Any]],
+        provenance: dict[str, Any], figures: dict[str, Path] | None = None) -> Path:
+    """Write ``references/scaled/<scale>.json`` (and, for the figures given, their PNGs)."""
+    import shutil
+
+    from optimal_sparsity.atomic import write_json
+
+    seeds = sorted({r.seed for r in rows})
+    doc = {
+        "about": "Scaled-down reference values measured by this artifact's own reference run. "
+                 "Each value is the mean over seeds of a grid point's final checkpoint.",
+        "tolerance_basis": f"max({TOL_SIGMAS:g} x seed standard deviation (or the evaluation's "
+                           f"standard error with one seed), a floor per metric kind "
+                           f"{TOL_FLOOR}) -- the floor covers float differences across CPUs "
+                           "and thread counts",
+        "provenance": {**provenance, "scale": scale, "seeds": seeds},
+        "verdicts": verdicts,
+        "values": reference_values(rows),
+    }
+    path = scaled_path(scale)
+    write_json(path, doc)
+    for fig_id, png in (figures or {}).items():
+        dst = references_dir() / "scaled" / "figures" / f"{fig_id}.png"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, dst)
+    return path

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from optimal_sparsity.figures.registry import FIGURES
+from optimal_sparsity.paths import REPO
+
+RESULTS_DIR = REPO / "results"
 
 
 def _options(args: argparse.Namespace):
@@ -68,6 +71,37 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Pin the results of the last run at --scale as the reference values."""
+    import json
+    from dataclasses import asdict
+
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.figures.render import load_result
+    from optimal_sparsity.references import pin
+    from optimal_sparsity.results.table import read_rows
+
+    base = args.results / args.scale
+    run_file = base / "run.json"
+    if not run_file.is_file():
+        raise UserError(f"no finished run at {base}: run `./reproduce --scale {args.scale}` first")
+    run = json.loads(run_file.read_text())
+    rows = [r for r in read_rows(base / "table") if r.source == "retrain"]
+    verdicts, pngs = {}, {}
+    for fig in FIGURES:
+        res = load_result(base, fig.id)
+        if res is None:
+            continue
+        verdicts.update({k: asdict(v) for k, v in res.verdicts.items()})
+        if not res.skipped and args.figures:
+            pngs[fig.id] = base / res.outputs["png"]
+    prov = {k: run[k] for k in ("versions", "commit", "hardware", "time", "command")}
+    prov["wall_time"] = f"{run['wall_s'] / 60:.0f} min on {run['hardware']}"
+    path = pin(args.scale, rows, verdicts, prov, pngs)
+    print(f"pinned {len(rows)} rows and {len(verdicts)} verdicts to {path}")
+    return 0
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     from optimal_sparsity.study.design import SCALES
     from optimal_sparsity.study.pipeline import MODES, RESULTS
@@ -93,6 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(spec.id, help=f"{spec.title} (paper {spec.id.replace('fig', 'Fig ')})")
         add_run_options(p)
         p.set_defaults(func=cmd_figure, figure_id=spec.id)
+    p = sub.add_parser("pin", help="pin the last run's results as the reference values")
+    p.add_argument("--scale", default="full")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument("--figures", action="store_true",
+                   help="also copy its figures to references/ (the report shows them)")
+    p.set_defaults(func=cmd_pin)
     p = sub.add_parser("claims", help="list the paper's claims with their ids")
     p.add_argument("--markdown", action="store_true",
                    help="the README's claims table (expected outcomes from references/)")

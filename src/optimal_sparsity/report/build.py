@@ -10,8 +10,9 @@ from optimal_sparsity.atomic import write_text
 from optimal_sparsity.claims.registry import CLAIMS_BY_ID
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
+from optimal_sparsity.paths import REPO
 from optimal_sparsity.provenance import provenance
-from optimal_sparsity.references import REFERENCES
+from optimal_sparsity.references import references_dir
 
 COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
 
@@ -25,8 +26,14 @@ class RunInfo:
 
 
 def _pinned_png(fig_id: str) -> Path | None:
-    p = REFERENCES / "scaled" / "figures" / f"{fig_id}.png"
+    p = references_dir() / "scaled" / "figures" / f"{fig_id}.png"
     return p if p.is_file() else None
+
+
+def _rel(path: Path, start: Path | None = None) -> str:
+    import os
+
+    return os.path.relpath(path, start or REPO)
 
 
 def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
@@ -73,7 +80,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
             md += [f"![{res.figure}]({info.scale}/{res.outputs['png']})", ""]
         pinned = _pinned_png(res.figure)
         if pinned is not None:
-            md += [f"Pinned full-scale reference: `{pinned.relative_to(REFERENCES.parent)}`", ""]
+            md += [f"Pinned full-scale reference: `{_rel(pinned)}`", ""]
     md += ["## Environment", "", *(f"- {k}: {v}" for k, v in prov["versions"].items())]
     md_path = out_dir / "report.md"
     write_text(md_path, "\n".join(md) + "\n")
@@ -96,8 +103,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
                 "</figure>")
         pinned = _pinned_png(res.figure)
         if pinned is not None:
-            rel = Path("..") / pinned.relative_to(REFERENCES.parent)
-            body += (f"<figure><img src='{esc(rel.as_posix())}' alt='pinned'><figcaption>"
+            body += (f"<figure><img src='{esc(_rel(pinned, out_dir))}' alt='pinned'><figcaption>"
                      "Pinned reference: full scale, from references/</figcaption></figure>")
         figs.append(f"<section><h3>{esc(res.figure)}: {esc(spec.title)}</h3>"
                     f"<p class='paper'>Paper: {esc(spec.paper)}</p><div class='figs'>{body}"

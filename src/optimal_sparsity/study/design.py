@@ -59,8 +59,10 @@ class EvalPlan:
     sc_problems: int = 100  # self-consistency problems per model
     sc_max_power: int = 5  # N = 1, 2, ..., 2^r
     grpo_preset: str = "cpu"
+    grpo_overrides: tuple[tuple[str, Any], ...] = ()  # GRPOSettings fields, as pairs
     fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)
     fewshot_limit: int = 200
+    threads: int = 0  # torch threads while evaluating (0: as the process has)
 
 
 @dataclass(frozen=True)
@@ -91,17 +93,19 @@ def _family(d: int, ks: tuple[int, ...], es: tuple[int, ...], **kw) -> list[Grid
 
 def _designs() -> dict[str, StudyDesign]:
     tiny_corpus = CorpusConfig(
-        train_tokens=120_000, val_tokens=10_000, vocab_size=320,
+        train_tokens=48_000, val_tokens=8_000, vocab_size=320,
         knowledge=KnowledgeConfig(n_people=100), scripts=ScriptsConfig(n_activities=20),
         arithmetic=ArithmeticConfig(max_steps=2), n_eval_knowledge=40, n_eval_scripts=40,
         n_eval_arithmetic=20, n_train_tasks=40, tokenizer_sample_docs=2000)
-    tiny = StudyDesign(
+    tiny = StudyDesign(  # the end-to-end test: one family of three points, seconds each
         scale="tiny", corpus=tiny_corpus,
-        points=tuple(_family(32, (1, 2), (2, 4))), seeds=(0,),
-        train=dict(seq_len=64, micro_batch=8, train_tokens=120_000, lr=3e-3,
-                   eval_sequences=16, threads=0),
-        eval=EvalPlan(limit=20, batch_size=20, max_new_tokens=24, sc_problems=4,
-                      sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=10),
+        points=tuple(_family(32, (1,), (1, 2, 4), n_layers=2)), seeds=(0,),
+        train=dict(seq_len=64, micro_batch=8, train_tokens=48_000, lr=3e-3,
+                   eval_sequences=8, threads=0),
+        eval=EvalPlan(limit=10, batch_size=10, max_new_tokens=24, sc_problems=4,
+                      sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=6,
+                      grpo_overrides=(("max_steps", 2), ("eval_n", 4), ("n_prompts", 16),
+                                      ("per_device_batch", 8), ("num_generations", 4))),
         posttrain_family_d=32, intermediate_fractions=(0.5,))
     smoke_corpus = CorpusConfig(
         train_tokens=2_000_000, val_tokens=40_000, vocab_size=512,

@@ -94,8 +94,14 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
     t0 = time.perf_counter()
     results = [run_figure(f, opts, log) for f in ids]
     command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
-    html, _ = write_report(opts.results, results,
-                           RunInfo(opts.mode, opts.scale, time.perf_counter() - t0, command))
+    wall = time.perf_counter() - t0
+    html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command))
+    from optimal_sparsity.atomic import write_json
+    from optimal_sparsity.provenance import provenance
+
+    write_json(opts.results / opts.scale / "run.json",
+               {"figures": ids, "mode": opts.mode, "scale": opts.scale, "wall_s": wall,
+                "command": command, **provenance()})
     return results, html
 
 
