@@ -16,7 +16,9 @@ def _options(args: argparse.Namespace):
     from optimal_sparsity.study.pipeline import Options
 
     return Options(mode=args.mode, scale=args.scale, launcher=args.launcher,
-                   results=args.results, check=not args.no_check)
+                   results=args.results, check=not args.no_check, lock=args.lock,
+                   allow_unpinned=args.allow_unpinned, hub_cache=args.hub_cache,
+                   limit=args.limit)
 
 
 def print_claims(results) -> None:
@@ -115,6 +117,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-check", action="store_true",
                    help="do not compare with the pinned reference values")
+    g = p.add_argument_group("pull mode")
+    g.add_argument("--lock", type=Path, help="a checkpoints.lock (default: the checkout's)")
+    g.add_argument("--allow-unpinned", action="store_true",
+                   help="pull entries the lock pins no revision for (hashes not checked)")
+    g.add_argument("--hub-cache", type=Path, help="where pulled repositories go")
+    g.add_argument("--limit", type=int, default=0, help="items per task (0: all)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -36,6 +36,10 @@ class Options:
     results: Path = RESULTS
     check: bool = True  # compare with the pinned references; regressions fail the run
     progress: bool | None = None
+    lock: Path | None = None  # pull mode: checkpoints.lock (default: the checkout's)
+    allow_unpinned: bool = False
+    hub_cache: Path | None = None
+    limit: int = 0  # pull mode: items per task (0: all)
 
 
 def _label(design: StudyDesign, mode: str) -> str:
@@ -70,7 +74,7 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -
     if opts.mode == "pull":
         from optimal_sparsity.study.pull_mode import run_pull_figure
 
-        res = run_pull_figure(spec, opts, out_dir, log)
+        res = run_pull_figure(spec, opts, opts.results / "pull", log)
     elif opts.mode == "retrain":
         design = get_design(opts.scale)
         if "code" in spec.tiers:

@@ -1,0 +1,72 @@
+"""Pull mode: the released checkpoints (``checkpoints.lock``), pulled and verified,
+evaluated with the paper's settings, then drawn and checked like the retrained grid.
+
+What cannot run here is skipped with its reason, never faked: an unpinned lock (unless
+``--allow-unpinned``), an unreachable hub, the paper's accuracy tasks without their data
+or a GPU. The authors released no training logs, so the claims that need pre-training
+loss stay inconclusive in this mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from optimal_sparsity.claims.registry import PAPER_TASKS
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.figures.render import FigureResult, render, skipped
+from optimal_sparsity.figures.spec import FigureSpec
+from optimal_sparsity.results.table import read_rows
+
+POSTTRAIN_D = 1024  # the paper applies GRPO / self-consistency to the d=1024 family
+
+
+def select_models(lock, spec: FigureSpec) -> list:
+    if "code" in spec.tiers:
+        return [m for m in lock.models if m.family == "code"]
+    models = [m for m in lock.models if m.family != "code"]
+    if spec.points == "posttrain":
+        models = [m for m in models if m.grid is not None and m.grid.d == POSTTRAIN_D] or models
+    return models
+
+
+def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
+                    log: Callable[[str], None] = print) -> FigureResult:
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.hub.lock import load_lock
+    from optimal_sparsity.hub.pull import pull, pulled_model_dir
+
+    lock = load_lock(opts.lock)
+    models = select_models(lock, spec)
+    if not models:
+        return skipped(spec, "pull", opts.scale, f"{lock.path} lists no models for "
+                       f"{spec.id}: {lock.code_models_note if 'code' in spec.tiers else ''}",
+                       out_dir)
+    unpinned = [m.name for m in models if not m.pinned]
+    if unpinned and not opts.allow_unpinned:
+        return skipped(spec, "pull", opts.scale,
+                       f"checkpoints.lock pins no revision for {len(unpinned)} of {len(models)} "
+                       "models (no machine of this project reaches the hub): run `./reproduce "
+                       "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
+    table = out_dir / "table"
+    settings = EvalSettings(tiers=("paper_task_loss", "paper_accuracy"),
+                            limit=opts.limit or None, batch_size=8)
+    runs = set()
+    for i, m in enumerate(models, 1):
+        log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
+        try:
+            pull(m, opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+            directory = pulled_model_dir(m.name, lock, opts.hub_cache,
+                                         allow_unpinned=opts.allow_unpinned)
+        except (UserError, OSError) as err:
+            return skipped(spec, "pull", opts.scale, f"could not pull {m.name}: {err}", out_dir)
+        rows = evaluate_checkpoint(directory, None, table, settings, log=log)
+        runs |= {r.run for r in rows}
+    for tier in ("sc", "grpo", "grpo2"):
+        if tier in spec.tiers:
+            log(f"{spec.id}: the paper's {tier} settings need a GPU with vLLM (1,319 problems x "
+                "128 samples of 1,024 tokens); not run in pull mode on this machine")
+    rows = [r for r in read_rows(table) if r.run in runs]
+    return render(spec, rows, out_dir, mode="pull", scale=opts.scale, tasks=PAPER_TASKS,
+                  label=f"released checkpoints (pull mode, {len(models)} models from "
+                        f"{Path(lock.path).name if lock.path else 'the lock'})")
