@@ -29,7 +29,7 @@ def reference_moe(moe: TorchMoE, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("e_count", "k"), [(4, 1), (4, 2), (8, 2), (8, 8), (16, 4)])
-@pytest.mark.parametrize("impl", ["grouped", "loop"])
+@pytest.mark.parametrize("impl", ["fused", "grouped", "loop"])
 def test_matches_per_token_reference(e_count, k, impl):
     torch.manual_seed(0)
     cfg = scaled_config(32, e_count, k, n_layers=1)

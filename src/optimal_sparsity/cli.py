@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 # defaults carry ``func`` (the handler, ``argparse.Namespace -> int | None``).
 COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.core",
+    "optimal_sparsity.commands.bench",
 )
 
 
