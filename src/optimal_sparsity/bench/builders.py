@@ -152,7 +152,9 @@ def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: s
 
 
 # Training step -----------------------------------------------------------------------
-TRAIN_PEERS = ("ours", "ours-bf16", "hf-eager", "hf-grouped_mm")
+# ours: as the trainer runs today (fp32, for-loop AdamW); +fused: torch's fused CPU AdamW
+# (deterministic; not bitwise equal to the for-loop, ~1 ulp apart); -bf16: autocast.
+TRAIN_PEERS = ("ours", "ours+fused", "ours-bf16+fused", "hf-eager", "hf-grouped_mm")
 
 
 def train_config(case: TrainStepCase) -> ModelConfig:
@@ -166,9 +168,14 @@ def train_config(case: TrainStepCase) -> ModelConfig:
     return get_config(case.model, **over)
 
 
-def _adamw(params) -> torch.optim.Optimizer:
-    # The paper's AdamW (0.9, 0.95, eps 1e-8, wd 0.1); torch's default CPU path.
-    return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+def _adamw(model: nn.Module, fused: bool) -> torch.optim.Optimizer:
+    """The trainer's AdamW: (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    kw = {"fused": True} if fused else {"foreach": False}
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8, **kw)
 
 
 def _hf_model(cfg: ModelConfig, impl: str, device: torch.device) -> nn.Module:
@@ -185,9 +192,9 @@ def _hf_model(cfg: ModelConfig, impl: str, device: torch.device) -> nn.Module:
 
 
 def _train_step(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor],
-                bf16: bool = False) -> Callable[[], torch.Tensor]:
+                bf16: bool = False, fused: bool = False) -> Callable[[], torch.Tensor]:
     """Forward, backward, clip at 1.0 (as the trainer does), AdamW step, zero_grad."""
-    opt = _adamw(model.parameters())
+    opt = _adamw(model, fused)
     device_type = next(model.parameters()).device.type
 
     def call() -> torch.Tensor:
@@ -218,10 +225,11 @@ def build_train_step(case: TrainStepCase, device: torch.device, only: str | None
         if only not in (None, name):
             continue
         if name.startswith("ours"):
-            bf16 = name.endswith("bf16")
+            bf16 = "bf16" in name
             model = build_model(cfg, seed=0, device=device)
             peers[name] = _train_step(model, lambda m: m(ids, labels=labels,
-                                                         return_logits=False).loss, bf16)
+                                                         return_logits=False).loss,
+                                      bf16, fused=name.endswith("+fused"))
             peak[name] = "bfloat16" if bf16 else "float32"
         else:
             model = _hf_model(cfg, name.removeprefix("hf-"), device)

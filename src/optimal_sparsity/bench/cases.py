@@ -87,18 +87,24 @@ _MOE_LIKE = [MatmulCase(1024, d, 2 * d) for d in (64, 128, 256, 512)]
 _SCALED_MOE = [MoELayerCase(d, e, k) for d, e, k in [
     (64, 8, 2), (64, 32, 4), (128, 8, 2), (128, 32, 4), (128, 64, 8),
     (256, 8, 2), (256, 16, 4), (256, 64, 8)]]
-_PAPER_MOE = [MoELayerCase(512, e, k, tokens=2048, family="paper") for e, k in [
+_PAPER_MOE = [MoELayerCase(512, e, k, family="paper") for e, k in [
     (8, 2), (16, 4), (32, 8), (64, 2), (64, 8)]]
 _TRAIN = [TrainStepCase(m) for m in ("s-d64-E8-k2", "s-d128-E8-k2", "s-d128-E32-k4",
                                      "s-d256-E16-k4", "s-d256-E64-k16")]
+
+# GPU (bf16, paper widths): `./reproduce bench --suite gpu --device cuda`; adds the
+# MegaBlocks peer where it imports. Not yet run: no GPU was lent so far.
+_GPU_MOE = [MoELayerCase(d, e, k, tokens=16384, family="paper", dtype="bfloat16")
+            for d in (512, 1024) for e, k in [(8, 2), (16, 4), (64, 8), (128, 8), (256, 16)]]
 
 SUITES: dict[str, list[Case]] = {
     "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN],
     "quick": [*_PEAK,
               MoELayerCase(64, 8, 2), MoELayerCase(128, 8, 2), MoELayerCase(256, 16, 4),
-              MoELayerCase(512, 8, 2, tokens=1024, family="paper"),
+              MoELayerCase(512, 8, 2, tokens=2048, family="paper"),
               TrainStepCase("s-d64-E8-k2", micro_batch=8), TrainStepCase("s-d256-E16-k4",
                                                                          micro_batch=8)],
+    "gpu": [MatmulCase(8192, 8192, 8192, "bfloat16"), *_GPU_MOE],
     # One tiny shape of each kind: what the test suite runs.
     "tiny": [MatmulCase(128, 128, 128),
              MoELayerCase(32, 4, 2, tokens=64),

@@ -58,7 +58,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
                      "peak GFLOP/s", "other load"], body))
     train = [r for r in rows if r["kind"] == "train_step"]
     if train:
-        names = [n for n in ("ours", "ours-bf16", "hf-eager", "hf-grouped_mm")
+        names = [n for n in ("ours", "ours+fused", "ours-bf16+fused", "hf-eager", "hf-grouped_mm")
                  if any(n in r["peers"] for r in train)]
         body = []
         for r in train:

@@ -34,8 +34,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"no cases of kind {args.only} in suite {suite!r}")
         out = args.out or (REPO / "results" / "bench" /
                            f"bench-{suite}-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
+        peak = args.peak_size or (8192 if args.device.startswith("cuda") else 2048)
         report = run_suite(cases, suite=suite, repeats=args.repeats, device=args.device,
-                           memory=not args.no_memory, row_budget_s=args.row_budget, out=out)
+                           memory=not args.no_memory, row_budget_s=args.row_budget,
+                           peak_size=peak, out=out)
         print(f"wrote {out}")
     if args.markdown:
         print(to_markdown(report))
@@ -59,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds of timing per row before repeats are cut (min 3)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--peak-size", type=positive_int,
+                   help="n of the n^3 reference matmul (default 2048 on a CPU, 8192 on a GPU)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--out", type=Path, help="JSON report (default results/bench/...)")
     p.add_argument("--show", type=Path, metavar="JSON", help="print a saved report instead")

@@ -245,16 +245,16 @@ def dropless_experts(x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor,
     """The fused dropless MoE: ``x`` [T, H], routing ``weights``/``idx`` [T, k] -> [T, H].
 
     Under autocast the expert matmuls run in the autocast dtype (as nn.Linear would),
-    the combine in ``x``'s dtype. ``block_bytes=None`` runs all experts as one block
-    (no host sync); otherwise blocks of consecutive experts whose [rows, F]
-    intermediates fit in ``block_bytes`` each.
+    the combine in ``x``'s dtype. On a CPU, experts run in blocks of consecutive experts
+    whose [rows, F] intermediates fit in ``block_bytes`` (a host sync, free on a CPU);
+    ``block_bytes=None``, or a GPU, runs all experts as one block with no host sync.
     """
     dev = x.device.type
     cd = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
     ffn, hidden = w1.shape[0] // n_experts, x.shape[-1]
     grouped_ok = _grouped_mm_ok(x.new_empty(0, dtype=cd), hidden, ffn)
-    if block_bytes is None and grouped_ok:
-        row_budget = None
+    if grouped_ok and (block_bytes is None or x.device.type != "cpu"):
+        row_budget = None  # one block: no host sync (and no cache to fit on a GPU)
     else:  # without grouped_mm every block is a single expert
         row_budget = block_bytes // (ffn * cd.itemsize) if grouped_ok and block_bytes else 0
     with torch.autocast(dev, enabled=False):
