@@ -9,12 +9,18 @@ of a call, on top of the resident weights, optimizer state and inputs
 (``resident_mib``, measured from the bare interpreter after imports). On CUDA it reads
 ``torch.cuda.max_memory_allocated`` instead.
 
+The worker runs with glibc's mmap threshold pinned at 64 KiB (``MALLOC_MMAP_THRESHOLD_``):
+freed tensors then go back to the kernel at once, so the resident set follows the live
+tensors. (With glibc's default adaptive threshold the warm-up call's freed memory is
+reused without showing in the high-water mark, and peaks read near zero.)
+
     python -m optimal_sparsity.bench.memory '<case json>' PEER [DEVICE]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -65,7 +71,8 @@ def measure_in_subprocess(case_json: str, peer: str, device: str = "cpu",
     cmd = [sys.executable, "-m", "optimal_sparsity.bench.memory", case_json, peer, device]
     if threads:
         cmd.append(str(threads))
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
         print(f"bench: memory of {peer} not measured: {tail}", file=sys.stderr)
