@@ -56,6 +56,12 @@ def all_figures(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: MoE layer vs HF Mixtral, training step vs matmul peak (BENCHMARKS.md)."""
+    session.run("python", "-m", "optimal_sparsity.cli", "bench", *session.posargs)
+
+
+@nox.session
 def lock(session: nox.Session) -> None:
     """Rewrite requirements.lock from the current environment (Python 3.11, CPU)."""
     out = session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=True)

@@ -29,7 +29,7 @@ def reference_moe(moe: TorchMoE, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("e_count", "k"), [(4, 1), (4, 2), (8, 2), (8, 8), (16, 4)])
-@pytest.mark.parametrize("impl", ["grouped", "loop"])
+@pytest.mark.parametrize("impl", ["fused", "grouped", "loop"])
 def test_matches_per_token_reference(e_count, k, impl):
     torch.manual_seed(0)
     cfg = scaled_config(32, e_count, k, n_layers=1)
@@ -121,3 +121,70 @@ def test_megablocks_parity():
         (yb * g).sum().backward()
         torch.testing.assert_close(yb, ya, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(xb.grad, xa.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("block_bytes", [None, 0, 4096, 1 << 20])
+@pytest.mark.parametrize(("d", "e_count", "k"), [(32, 8, 2), (64, 16, 4), (32, 64, 2), (96, 4, 4)])
+def test_fused_matches_loop_outputs_and_all_gradients(d, e_count, k, block_bytes):
+    """The fused Function (any cache blocking) against plain autograd: outputs, input,
+    expert and router gradients (the router's flow through the routing weights)."""
+    torch.manual_seed(4)
+    cfg = scaled_config(d, e_count, k, n_layers=1)
+    ref = TorchMoE(cfg, impl="loop")
+    init_moe_(ref, cfg)
+    with torch.no_grad():
+        ref.router.layer.weight.normal_(std=0.5)
+    fused = TorchMoE(cfg, impl="fused", block_bytes=block_bytes)
+    fused.load_state_dict(ref.state_dict(), strict=True)
+    x, g = torch.randn(2, 37, d), torch.randn(2, 37, d)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, ra = ref(xa)
+    yb, rb = fused(xb)
+    (ya * g).sum().backward()
+    (yb * g).sum().backward()
+    assert torch.equal(ra.top_idx, rb.top_idx)
+    torch.testing.assert_close(yb, ya, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(xb.grad, xa.grad, atol=1e-6, rtol=1e-5)
+    for (n, pa), pb in zip(ref.named_parameters(), fused.parameters(), strict=True):
+        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_fused_is_bitwise_deterministic_under_deterministic_algorithms():
+    cfg = scaled_config(64, 8, 2, n_layers=1)
+    x = torch.randn(4, 64, 64)
+    grads = []
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # raises on any nondeterministic op
+    try:
+        for _ in range(2):
+            torch.manual_seed(5)
+            moe = TorchMoE(cfg)
+            init_moe_(moe, cfg)
+            xi = x.clone().requires_grad_()
+            moe(xi)[0].square().sum().backward()
+            grads.append([xi.grad, *(p.grad for p in moe.parameters())])
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_fused_under_bf16_autocast_runs_experts_in_bf16():
+    torch.manual_seed(6)
+    cfg = scaled_config(64, 8, 2, n_layers=1)
+    ref = TorchMoE(cfg, impl="loop")
+    init_moe_(ref, cfg)
+    fused = TorchMoE(cfg)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 40, 64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16):
+        ya, _ = ref(xa)
+        yb, _ = fused(xb)
+    assert yb.dtype == torch.float32  # the combine stays in the input's dtype
+    ya.float().sum().backward()
+    yb.sum().backward()
+    scale = ya.float().abs().max()
+    assert (yb - ya.float()).abs().max() <= 2e-2 * scale  # bf16 rounding, not a bug
+    assert fused.experts.mlp.w1.grad.dtype == torch.float32
+    torch.testing.assert_close(fused.experts.mlp.w1.grad, ref.experts.mlp.w1.grad,
+                               atol=2e-2 * ref.experts.mlp.w1.grad.abs().max().item(), rtol=0)

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.hub",
     "optimal_sparsity.commands.eval",
     "optimal_sparsity.commands.posttrain",
+    "optimal_sparsity.commands.bench",
 )
 
 

@@ -1,0 +1,249 @@
+"""Turn a case into peers: callables timed side by side, with identical weights.
+
+``build(case, only=...)`` returns a ``Built``: the peers, the matmul FLOPs and tokens
+of one call, and the result of the equivalence check run before any timing (ours
+against Hugging Face's Mixtral on the same weights and input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from optimal_sparsity.bench.cases import Case, MatmulCase, MoELayerCase, TrainStepCase
+from optimal_sparsity.config import ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PEAK_SIZE = 2048  # the reference matmul: [2048, 2048] @ [2048, 2048]
+
+
+@dataclass
+class Built:
+    peers: dict[str, Callable[[], object]]
+    flops: float  # matmul FLOPs of one call (2 per multiply-add), the same for every peer
+    tokens: int  # tokens of one call (0 for a bare matmul)
+    peak_dtype: dict[str, str] = field(default_factory=dict)  # peer -> dtype of its peak
+    check: str = ""  # what the equivalence check found
+
+
+def matmul_peer(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device
+                ) -> Callable[[], object]:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(m, k, generator=g).to(device, dtype)
+    b = torch.randn(k, n, generator=g).to(device, dtype)
+    return lambda: torch.mm(a, b)
+
+
+def peak_peers(device: torch.device, dtypes: tuple[str, ...] = ("float32",),
+               size: int = PEAK_SIZE) -> dict[str, Callable[[], object]]:
+    """The reference matmul, one peer per dtype: timed in every row as its peak."""
+    return {f"peak-{dt}": matmul_peer(size, size, size, DTYPES[dt], device) for dt in dtypes}
+
+
+# Matmul --------------------------------------------------------------------------------
+def build_matmul(case: MatmulCase, device: torch.device, only: str | None = None) -> Built:
+    peers = {"mm": matmul_peer(case.m, case.k, case.n, DTYPES[case.dtype], device)}
+    return Built(peers, 2.0 * case.m * case.k * case.n, 0, {"mm": case.dtype})
+
+
+# MoE layer ---------------------------------------------------------------------------
+MOE_PEERS = ("ours", "hf-eager", "hf-grouped_mm")
+
+
+def moe_layer_flops(d: int, ffn: int, n_experts: int, top_k: int, tokens: int) -> float:
+    """Forward + backward matmul FLOPs: router and k experts' three projections, x3."""
+    fwd = 2.0 * tokens * (n_experts * d + top_k * 3 * d * ffn)
+    return 3.0 * fwd
+
+
+def hf_moe_block(cfg: ModelConfig, impl: str) -> nn.Module:
+    from transformers import MixtralConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+    hf_cfg = MixtralConfig(hidden_size=cfg.d_model, intermediate_size=cfg.ffn_hidden,
+                           num_local_experts=cfg.n_experts, num_experts_per_tok=cfg.top_k,
+                           router_jitter_noise=0.0, experts_implementation=impl)
+    return MixtralSparseMoeBlock(hf_cfg)
+
+
+@torch.no_grad()
+def copy_moe_to_hf(ours: nn.Module, hf: nn.Module, cfg: ModelConfig) -> None:
+    """Our MegaBlocks-layout weights into HF's fused layout (same math)."""
+    e, f, h = cfg.n_experts, cfg.ffn_hidden, cfg.d_model
+    mlp = ours.experts.mlp
+    hf.gate.weight.copy_(ours.router.layer.weight)
+    hf.experts.gate_up_proj.copy_(torch.cat([mlp.w1.view(e, f, h), mlp.v1.view(e, f, h)], 1))
+    hf.experts.down_proj.copy_(mlp.w2.view(e, f, h).transpose(1, 2))
+
+
+def _fwd_bwd(module: nn.Module, x: torch.Tensor, grad: torch.Tensor
+             ) -> Callable[[], torch.Tensor]:
+    def call() -> torch.Tensor:
+        xi = x.detach().requires_grad_()
+        y = module(xi)
+        y = y[0] if isinstance(y, tuple) else y
+        y.backward(grad)
+        module.zero_grad(set_to_none=True)
+        return xi.grad
+
+    return call
+
+
+def build_moe_layer(case: MoELayerCase, device: torch.device, only: str | None = None
+                    ) -> Built:
+    from optimal_sparsity.grid import scaled_config
+    from optimal_sparsity.model.moe import TorchMoE, init_moe_
+
+    dtype = DTYPES[case.dtype]
+    cfg = scaled_config(case.d, case.n_experts, case.top_k, n_layers=1)
+    torch.manual_seed(0)
+    ours = TorchMoE(cfg)
+    init_moe_(ours, cfg)
+    ours.to(device, dtype)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    x = torch.randn(1, case.tokens, case.d, generator=g).to(device, dtype)
+    grad = torch.randn(1, case.tokens, case.d, generator=g).to(device, dtype)
+    modules: dict[str, nn.Module] = {}
+    for name in MOE_PEERS:
+        if only not in (None, name):
+            continue
+        if name == "ours":
+            modules[name] = ours
+        else:
+            hf = hf_moe_block(cfg, name.removeprefix("hf-")).to(device, dtype)
+            copy_moe_to_hf(ours, hf, cfg)
+            modules[name] = hf
+    if device.type == "cuda" and only in (None, "megablocks"):
+        from optimal_sparsity.model.megablocks_moe import (
+            build_megablocks_moe,
+            megablocks_unavailable_reason,
+        )
+
+        if megablocks_unavailable_reason() is None:
+            mb = build_megablocks_moe(cfg, device=device, dtype=dtype)
+            mb.load_state_dict(ours.state_dict(), strict=True)
+            modules["megablocks"] = mb
+    peers = {n: _fwd_bwd(m, x, grad) for n, m in modules.items()}
+    check = ""
+    if only is None:
+        check = _check_same(peers, "ours", case.dtype)
+    flops = moe_layer_flops(case.d, case.ffn, case.n_experts, case.top_k, case.tokens)
+    return Built(peers, flops, case.tokens, {n: case.dtype for n in peers}, check)
+
+
+def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: str) -> str:
+    """Input gradients of a forward + backward (they depend on every output and weight)
+    must agree with ours before anything is timed."""
+    tol = 1e-4 if dtype == "float32" else 5e-2
+    want = peers[ref]().float()
+    scale = want.abs().max().item()
+    worst = 0.0
+    for name, peer in peers.items():
+        if name == ref:
+            continue
+        err = (peer().float() - want).abs().max().item() / max(scale, 1e-30)
+        if not err <= tol:
+            raise AssertionError(f"{name} disagrees with {ref}: max relative error {err:.2e}")
+        worst = max(worst, err)
+    return f"input-grad max rel. error vs ours {worst:.1e}"
+
+
+# Training step -----------------------------------------------------------------------
+# ours: as the trainer runs today (fp32, for-loop AdamW); +fused: torch's fused CPU AdamW
+# (deterministic; not bitwise equal to the for-loop, ~1 ulp apart); -bf16: autocast.
+TRAIN_PEERS = ("ours", "ours+fused", "ours-bf16+fused", "hf-eager", "hf-grouped_mm")
+
+
+def train_config(case: TrainStepCase) -> ModelConfig:
+    from optimal_sparsity.grid import get_config
+
+    over: dict[str, int] = {"max_seq_len": case.seq_len}
+    if case.n_layers is not None:
+        over["n_layers"] = case.n_layers
+    if case.vocab_size is not None:
+        over["vocab_size"] = case.vocab_size
+    return get_config(case.model, **over)
+
+
+def _adamw(model: nn.Module, fused: bool) -> torch.optim.Optimizer:
+    """The trainer's AdamW: (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    kw = {"fused": True} if fused else {"foreach": False}
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8, **kw)
+
+
+def _hf_model(cfg: ModelConfig, impl: str, device: torch.device) -> nn.Module:
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    from optimal_sparsity.hf_export import hf_config
+
+    kw = {k: v for k, v in hf_config(cfg).items()
+          if k not in ("architectures", "model_type", "torch_dtype")}
+    kw["output_router_logits"] = True  # CE + the router's aux loss, like ours
+    torch.manual_seed(0)
+    return MixtralForCausalLM(MixtralConfig(**kw, experts_implementation=impl,
+                                            attn_implementation="sdpa")).to(device)
+
+
+def _train_step(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor],
+                bf16: bool = False, fused: bool = False) -> Callable[[], torch.Tensor]:
+    """Forward, backward, clip at 1.0 (as the trainer does), AdamW step, zero_grad."""
+    opt = _adamw(model, fused)
+    device_type = next(model.parameters()).device.type
+
+    def call() -> torch.Tensor:
+        with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return call
+
+
+def build_train_step(case: TrainStepCase, device: torch.device, only: str | None = None
+                     ) -> Built:
+    from optimal_sparsity.accounting import matmul_flops_per_token
+    from optimal_sparsity.model import build_model
+
+    cfg = train_config(case)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (case.micro_batch, case.seq_len), generator=g)
+    labels = torch.roll(ids, -1, 1)
+    ids, labels = ids.to(device), labels.to(device)
+    peers: dict[str, Callable[[], object]] = {}
+    peak: dict[str, str] = {}
+    for name in TRAIN_PEERS:
+        if only not in (None, name):
+            continue
+        if name.startswith("ours"):
+            bf16 = "bf16" in name
+            model = build_model(cfg, seed=0, device=device)
+            peers[name] = _train_step(model, lambda m: m(ids, labels=labels,
+                                                         return_logits=False).loss,
+                                      bf16, fused=name.endswith("+fused"))
+            peak[name] = "bfloat16" if bf16 else "float32"
+        else:
+            model = _hf_model(cfg, name.removeprefix("hf-"), device)
+            # HF shifts the labels itself: it gets the inputs as labels.
+            peers[name] = _train_step(model, lambda m: m(input_ids=ids, labels=ids).loss)
+            peak[name] = "float32"
+    tokens = case.micro_batch * case.seq_len
+    flops = matmul_flops_per_token(cfg, case.seq_len) * tokens
+    return Built(peers, flops, tokens, peak)
+
+
+BUILDERS = {"matmul": build_matmul, "moe_layer": build_moe_layer,
+            "train_step": build_train_step}
+
+
+def build(case: Case, device: torch.device | str = "cpu", only: str | None = None) -> Built:
+    return BUILDERS[case.kind](case, torch.device(device), only)

@@ -1,0 +1,113 @@
+"""What the benchmark measures: each row is a small declarative case; suites list them.
+
+A case names its shape; ``optimal_sparsity.bench.builders`` turns it into peers (the
+callables timed side by side) and the matmul FLOPs one call executes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Dtype = Literal["float32", "bfloat16"]
+
+
+@dataclass(frozen=True)
+class MatmulCase:
+    """``[m, k] @ [k, n]``: the machine's own matmul peak (and MoE-like shapes)."""
+
+    m: int
+    k: int
+    n: int
+    dtype: Dtype = "float32"
+    kind: str = "matmul"
+
+    @property
+    def name(self) -> str:
+        return f"mm {self.m}x{self.k}x{self.n} {self.dtype}"
+
+
+@dataclass(frozen=True)
+class MoELayerCase:
+    """One MoE layer, forward + backward on ``tokens`` tokens: ours vs HF's block.
+
+    ``family`` is ``scaled`` (the CPU ladder, expert FFN 2d) or ``paper`` (d=512..).
+    """
+
+    d: int
+    n_experts: int
+    top_k: int
+    tokens: int = 4096
+    family: str = "scaled"
+    dtype: Dtype = "float32"
+    kind: str = "moe_layer"
+
+    @property
+    def ffn(self) -> int:
+        return 2 * self.d
+
+    @property
+    def name(self) -> str:
+        return f"d{self.d}-E{self.n_experts}-k{self.top_k} T={self.tokens}"
+
+
+@dataclass(frozen=True)
+class TrainStepCase:
+    """A whole training step of a scaled-down model on random tokens: forward, backward,
+    AdamW step, zero_grad. ``n_layers``/``vocab_size`` default to the ladder's."""
+
+    model: str
+    micro_batch: int = 16
+    seq_len: int = 256
+    n_layers: int | None = None
+    vocab_size: int | None = None
+    kind: str = "train_step"
+
+    @property
+    def name(self) -> str:
+        layers = f" L={self.n_layers}" if self.n_layers else ""
+        return f"{self.model}{layers} {self.micro_batch}x{self.seq_len}"
+
+
+Case = MatmulCase | MoELayerCase | TrainStepCase
+CASE_TYPES: dict[str, type] = {"matmul": MatmulCase, "moe_layer": MoELayerCase,
+                               "train_step": TrainStepCase}
+
+
+def case_to_dict(case: Case) -> dict[str, Any]:
+    return asdict(case)
+
+
+def case_from_dict(d: dict[str, Any]) -> Case:
+    return CASE_TYPES[d["kind"]](**d)
+
+
+_PEAK = [MatmulCase(2048, 2048, 2048), MatmulCase(2048, 2048, 2048, "bfloat16")]
+_MOE_LIKE = [MatmulCase(1024, d, 2 * d) for d in (64, 128, 256, 512)]
+_SCALED_MOE = [MoELayerCase(d, e, k) for d, e, k in [
+    (64, 8, 2), (64, 32, 4), (128, 8, 2), (128, 32, 4), (128, 64, 8),
+    (256, 8, 2), (256, 16, 4), (256, 64, 8)]]
+_PAPER_MOE = [MoELayerCase(512, e, k, family="paper") for e, k in [
+    (8, 2), (16, 4), (32, 8), (64, 2), (64, 8)]]
+_TRAIN = [TrainStepCase(m) for m in ("s-d64-E8-k2", "s-d128-E8-k2", "s-d128-E32-k4",
+                                     "s-d256-E16-k4", "s-d256-E64-k16")]
+
+# GPU (bf16, paper widths): `./reproduce bench --suite gpu --device cuda`; adds the
+# MegaBlocks peer where it imports. Not yet run: no GPU was lent so far.
+_GPU_MOE = [MoELayerCase(d, e, k, tokens=16384, family="paper", dtype="bfloat16")
+            for d in (512, 1024) for e, k in [(8, 2), (16, 4), (64, 8), (128, 8), (256, 16)]]
+
+SUITES: dict[str, list[Case]] = {
+    "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN],
+    "quick": [*_PEAK,
+              MoELayerCase(64, 8, 2), MoELayerCase(128, 8, 2), MoELayerCase(256, 16, 4),
+              MoELayerCase(512, 8, 2, tokens=2048, family="paper"),
+              TrainStepCase("s-d64-E8-k2", micro_batch=8), TrainStepCase("s-d256-E16-k4",
+                                                                         micro_batch=8)],
+    "gpu": [MatmulCase(8192, 8192, 8192, "bfloat16"), *_GPU_MOE],
+    # One tiny shape of each kind: what the test suite runs.
+    "tiny": [MatmulCase(128, 128, 128),
+             MoELayerCase(32, 4, 2, tokens=64),
+             TrainStepCase("s-d32-E4-k2", micro_batch=2, seq_len=32, n_layers=1,
+                           vocab_size=64)],
+}

@@ -1,0 +1,119 @@
+"""Tables from a benchmark report (the JSON ``run_suite`` writes): one per kind of row,
+as plain text for the terminal or as Markdown for BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
+
+
+def _k(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x / 1e3:.1f}k" if x < 1e6 else f"{x / 1e6:.2f}M"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _mib(p: dict[str, Any]) -> str:
+    return "-" if "peak_mib" not in p else f"{p['peak_mib']:.0f}"
+
+
+def _load(row: dict[str, Any]) -> str:
+    return _pct(row.get("other_load"))
+
+
+def tables(report: dict[str, Any]) -> list[Table]:
+    rows = report["rows"]
+    out: list[Table] = []
+    mm = [r for r in rows if r["kind"] == "matmul"]
+    if mm:
+        out.append(("Matmul (the machine's own peak)",
+                    ["shape", "GFLOP/s", "% of 2048^3 peak", "repeats", "other load"],
+                    [[r["name"], f"{r['peers']['mm']['gflops']:.0f}",
+                      _pct(r["peers"]["mm"]["frac_peak"]), str(r["repeats"]), _load(r)]
+                     for r in mm]))
+    moe = [r for r in rows if r["kind"] == "moe_layer"]
+    if moe:
+        names = [n for n in ("ours", "hf-eager", "hf-grouped_mm", "megablocks")
+                 if any(n in r["peers"] for r in moe)]
+        body = []
+        for r in moe:
+            p = r["peers"]
+            hf = [p[n] for n in p if n.startswith("hf-")]
+            best = max(hf, key=lambda v: v["gflops"]) if hf else None
+            ratio = p["ours"]["gflops"] / best["gflops"] if best else None
+            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
+                                      for n in names),
+                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
+                         "-" if ratio is None else f"{ratio:.2f}x",
+                         " / ".join(_mib(p[n]) for n in names if n in p),
+                         f"{next(iter(r['peak_gflops'].values())):.0f}", _load(r)])
+        out.append(("MoE layer, forward + backward (tokens/s; % of the row's matmul peak)",
+                    ["shape", *(f"{n} tok/s" for n in names), *(f"{n} %pk" for n in names),
+                     "ours / best HF", "peak MiB (" + " / ".join(names) + ")",
+                     "peak GFLOP/s", "other load"], body))
+    train = [r for r in rows if r["kind"] == "train_step"]
+    if train:
+        names = [n for n in ("ours", "ours+fused", "ours-bf16+fused", "hf-eager", "hf-grouped_mm")
+                 if any(n in r["peers"] for r in train)]
+        body = []
+        for r in train:
+            p = r["peers"]
+            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
+                                      for n in names),
+                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
+                         " / ".join(_mib(p[n]) for n in names if n in p),
+                         f"{r['flops_per_call'] / r['tokens_per_call'] / 1e6:.1f}",
+                         _load(r)])
+        out.append(("Training step: forward + backward + AdamW (tokens/s; % of the matmul "
+                    "peak of the peer's dtype)",
+                    ["model, batch", *(f"{n} tok/s" for n in names),
+                     *(f"{n} %pk" for n in names), "peak MiB (" + " / ".join(names) + ")",
+                     "MFLOP/token", "other load"], body))
+    tg = report.get("targets") or []
+    if tg:
+        out.append(("Targets", ["row", "target", "value", "met"],
+                    [[t["row"], t["target"], f"{t['value']:.2f}",
+                      "yes" if t["met"] else "NO"] for t in tg]))
+    return out
+
+
+def machine_line(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    return (f"{m['cpu']}, {m['logical_cpus']} CPUs, torch {m['torch']} "
+            f"({m['torch_threads']} threads, {m['cpu_capability']}, OMP_WAIT_POLICY "
+            f"{m['omp_wait_policy']}), transformers {m['transformers']}, device {m['device']}"
+            + (f" ({m['gpu']})" if "gpu" in m else ""))
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    parts = [f"Suite `{report['suite']}`, {report['started']}, {report['wall_s']:.0f} s; "
+             f"{machine_line(report)}; git {report['machine'].get('git')}."]
+    for title, header, body in tables(report):
+        parts.append(f"**{title}**\n")
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + " --- |" * len(header))
+        parts.extend("| " + " | ".join(row) + " |" for row in body)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(machine_line(report))
+    for title, header, body in tables(report):
+        t = RichTable(title=title, title_justify="left")
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i == 0 else "right")
+        for row in body:
+            t.add_row(*row)
+        console.print(t)
