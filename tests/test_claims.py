@@ -131,3 +131,21 @@ def test_render_writes_outputs(tmp_path, fig):
     assert res.regressions
     msg = str(res.regressions[0])
     assert "train_loss" in msg and "reference" in msg
+
+
+@pytest.mark.parametrize("swing, expected", [(0.2, REPRODUCED), (0.0, NOT_REPRODUCED)])
+def test_fewshot_instability(swing, expected):
+    """C11 reads the evaluator's metric names (acc@0shot ...) and compares swing with noise."""
+    rows = [r for r in world(peaked, monotone_mem, seeds=(0,)) if r.task == "pretrain"]
+    extra = []
+    for r in rows:
+        if r.metric != "train_loss":
+            continue
+        ident = {f: getattr(r, f) for f in ("run", "model", "step", "seed", "tokens", "d", "E",
+                                             "k", "n_layers", "total_params", "active_params",
+                                             "tpp")}
+        for shots in range(4):
+            extra.append(Row(task="gsm8k_proxy_fewshot", metric=f"acc@{shots}shot",
+                             value=0.3 + swing * (shots % 2), n=1000, **ident))
+    v = evaluate_claims(rows + extra)["C11.fewshot-unstable"]
+    assert v.status == expected, v.statistic

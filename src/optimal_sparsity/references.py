@@ -1,7 +1,8 @@
 """Reference values as data (``references/``) and the regression check against them.
 
-``references/release/grid.json``: derived from the released models' names and configs
-(parameter counts, TPP at 125B tokens). ``references/scaled/<scale>.json``: values
+``references/release/grid_math.csv`` (provenance in ``grid_math.json``): derived from
+the released models' names and configs (parameter counts, TPP at 125B tokens).
+``references/scaled/<scale>.json``: values
 measured by this artifact's own reference run of the scaled-down study, each with a
 tolerance from the seed spread, and the verdicts that run reached.
 """

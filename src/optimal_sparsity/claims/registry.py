@@ -529,6 +529,11 @@ def c10_grpo_sets(d: ClaimData) -> Verdict:
                    ("set 2", _grpo_gain(d, d.tasks.grpo_second_task))])
 
 
+def _shots(metric: str) -> int:
+    """The shot count of a few-shot metric name, ``acc@3shot`` -> 3."""
+    return int(metric.split("@", 1)[1].removesuffix("shot"))
+
+
 def c11_fewshot(d: ClaimData) -> Verdict:
     task = d.tasks.fewshot_task
     pts = [p for p in d.final if any(t == task for t, _ in p.values)]
@@ -536,8 +541,7 @@ def c11_fewshot(d: ClaimData) -> Verdict:
         return Verdict(INCONCLUSIVE, "no few-shot results")
     swings, noise = [], []
     for p in pts:
-        shots = sorted((int(mm.split("@")[0].removeprefix("acc")), mm)
-                       for t, mm in p.values if t == task)
+        shots = sorted((_shots(mm), mm) for t, mm in p.values if t == task)
         accs = np.array([p.mean(task, mm) for _, mm in shots])
         ses = np.array([p.se(task, mm) for _, mm in shots])
         swings.append(float(accs.max() - accs.min()))

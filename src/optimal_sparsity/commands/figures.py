@@ -98,7 +98,9 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if not res.skipped and args.figures:
             pngs[fig.id] = base / res.outputs["png"]
     prov = {k: run[k] for k in ("versions", "commit", "hardware", "time", "command")}
-    prov["wall_time"] = f"{run['wall_s'] / 60:.0f} min on {run['hardware']}"
+    cold = run.get("cold_run") or {"wall_s": run["wall_s"], "command": run["command"]}
+    prov["wall_time"] = (f"{cold['wall_s'] / 60:.0f} min on {run['hardware']} "
+                         f"(`{cold['command']}` from an empty cache)")
     path = pin(args.scale, rows, verdicts, prov, pngs)
     print(f"pinned {len(rows)} rows and {len(verdicts)} verdicts to {path}")
     return 0

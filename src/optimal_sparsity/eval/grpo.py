@@ -254,7 +254,9 @@ class GRPOResult:
 
 def _load_hf(model_dir: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no per-load bars in a sweep's log
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32,
                                                  trust_remote_code=False)
     tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
@@ -271,9 +273,13 @@ def build_trainer(model, tokenizer, rows: list[dict], settings: GRPOSettings,
 
     if not rows:
         raise UserError("GRPO needs at least one training prompt")
-    return GRPOTrainer(model=model, reward_funcs=list(reward_funcs or [final_answer_reward]),
-                       args=settings.trl_config(output_dir), train_dataset=Dataset.from_list(rows),
-                       processing_class=tokenizer)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = GRPOTrainer(model=model, reward_funcs=list(reward_funcs or [final_answer_reward]),
+                          args=settings.trl_config(output_dir),
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # per-step dicts stay in state.log_history
+    return trainer
 
 
 def _mean_reward(history: list[dict], first: bool) -> float:

@@ -73,7 +73,10 @@ class StudyDesign:
     seeds: tuple[int, ...]
     train: dict[str, Any]
     eval: EvalPlan = field(default_factory=EvalPlan)
-    posttrain_family_d: int = 0  # width whose models get TTC, GRPO, few-shot (Fig 6, 10, 11)
+    # The active-parameter family (d, k) whose models get test-time compute, GRPO and
+    # few-shot evaluation (Fig 6, 10, 11), with its first ``posttrain_seeds`` seeds.
+    posttrain_family: tuple[int, int] = (0, 0)
+    posttrain_seeds: int = 1
     intermediate_fractions: tuple[float, ...] = (0.25, 0.5)  # Fig 4 checkpoints
 
     def train_config(self, point: GridPoint, seed: int, corpus_dir: str) -> TrainConfig:
@@ -84,7 +87,11 @@ class StudyDesign:
 
     @property
     def posttrain_points(self) -> tuple[GridPoint, ...]:
-        return tuple(p for p in self.points if p.d == self.posttrain_family_d)
+        return tuple(p for p in self.points if p.family == self.posttrain_family)
+
+    @property
+    def posttrain_seed_list(self) -> tuple[int, ...]:
+        return self.seeds[:self.posttrain_seeds]
 
 
 def _family(d: int, ks: tuple[int, ...], es: tuple[int, ...], **kw) -> list[GridPoint]:
@@ -106,27 +113,36 @@ def _designs() -> dict[str, StudyDesign]:
                       sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=6,
                       grpo_overrides=(("max_steps", 2), ("eval_n", 4), ("n_prompts", 16),
                                       ("per_device_batch", 8), ("num_generations", 4))),
-        posttrain_family_d=32, intermediate_fractions=(0.5,))
-    smoke_corpus = CorpusConfig(
-        train_tokens=2_000_000, val_tokens=40_000, vocab_size=512,
-        knowledge=KnowledgeConfig(n_people=1500), scripts=ScriptsConfig(n_activities=200),
-        arithmetic=ArithmeticConfig(), n_eval_knowledge=300, n_eval_scripts=300,
-        n_eval_arithmetic=200)
-    smoke = StudyDesign(
-        scale="smoke", corpus=smoke_corpus,
-        points=tuple(_family(64, (1, 2), (2, 4, 8, 16))), seeds=(0,),
-        train=dict(seq_len=128, micro_batch=16, train_tokens=2_000_000, lr=3e-3,
-                   eval_sequences=64, threads=0),
-        eval=EvalPlan(limit=200, sc_problems=50, sc_max_power=4, fewshot_limit=100),
-        posttrain_family_d=64)
-    full = StudyDesign(
-        scale="full", corpus=CorpusConfig(train_tokens=8_000_000, val_tokens=80_000),
-        points=tuple(_family(64, (1, 2, 4), (4, 8, 16, 32)) + _family(96, (2,), (4, 16))),
+        posttrain_family=(32, 1), intermediate_fractions=(0.5,))
+    # smoke and full share one corpus recipe (RESULTS.md, "design record"): records-style
+    # knowledge with few enough facts that each is seen hundreds of times (the memorization
+    # probe: below ~100 exposures nothing is recalled at any size), 2-3 step arithmetic with a
+    # new problem per document (held-out compositions), and scripts for the HellaSwag proxy.
+    def corpus(tokens: int) -> CorpusConfig:
+        return CorpusConfig(
+            train_tokens=tokens, val_tokens=40_000, vocab_size=512,
+            w_knowledge=0.35, w_scripts=0.15, w_arithmetic=0.5,
+            knowledge=KnowledgeConfig(n_people=150, style="records"),
+            scripts=ScriptsConfig(n_activities=100), arithmetic=ArithmeticConfig(),
+            n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300)
+
+    recipe = dict(seq_len=128, micro_batch=16, lr=3e-3, eval_sequences=64, threads=0)
+    grpo = (("max_steps", 40), ("eval_n", 100), ("learning_rate", 2e-4))
+    smoke = StudyDesign(  # the default ./reproduce: one seed of the E sweep at k=1
+        scale="smoke", corpus=corpus(3_000_000),
+        points=tuple(_family(64, (1,), (1, 2, 4, 8))), seeds=(0,),
+        train=dict(train_tokens=3_000_000, **recipe),
+        eval=EvalPlan(limit=200, sc_problems=40, sc_max_power=4, fewshot_limit=100,
+                      grpo_overrides=grpo),
+        posttrain_family=(64, 1))
+    full = StudyDesign(  # E sweeps at k=1 and k=2 (d=64), three seeds
+        scale="full", corpus=corpus(4_000_000),
+        points=tuple(_family(64, (1,), (1, 2, 4, 8, 16)) + _family(64, (2,), (2, 8))),
         seeds=(0, 1, 2),
-        train=dict(seq_len=128, micro_batch=16, train_tokens=8_000_000, lr=3e-3,
-                   eval_sequences=128, threads=0),
-        eval=EvalPlan(limit=0, sc_problems=100, sc_max_power=5),
-        posttrain_family_d=64)
+        train=dict(train_tokens=4_000_000, **recipe),
+        eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,
+                      grpo_overrides=grpo),
+        posttrain_family=(64, 1))
     return {d.scale: d for d in (tiny, smoke, full)}
 
 
