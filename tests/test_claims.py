@@ -149,3 +149,22 @@ def test_fewshot_instability(swing, expected):
                              value=0.3 + swing * (shots % 2), n=1000, **ident))
     v = evaluate_claims(rows + extra)["C11.fewshot-unstable"]
     assert v.status == expected, v.statistic
+
+
+def test_undecided_claims_are_inconclusive_with_what_they_would_read(tmp_path):
+    """A scale without the power to decide a claim reports it inconclusive, keeping the
+    statistic and the verdict it would have had (smoke: one seed)."""
+    from optimal_sparsity.claims.registry import PROXY_TASKS
+    from optimal_sparsity.figures.registry import get_figure
+    from optimal_sparsity.figures.render import render
+
+    rows = world(peaked, monotone_mem)
+    kw = dict(mode="retrain", scale="test", tasks=PROXY_TASKS, label="synthetic")
+    free = render(get_figure("fig7"), rows, tmp_path / "a", **kw).verdicts
+    capped = render(get_figure("fig7"), rows, tmp_path / "b", decides=frozenset(
+        {"C7.memorization-tpp"}), **kw).verdicts
+    assert free["C7.reasoning-tpp-peak"].status == REPRODUCED
+    v = capped["C7.reasoning-tpp-peak"]
+    assert v.status == INCONCLUSIVE and "would read reproduced" in v.statistic
+    assert v.details["undecided_status"] == REPRODUCED
+    assert capped["C7.memorization-tpp"] == free["C7.memorization-tpp"]

@@ -88,7 +88,12 @@ def cmd_pin(args: argparse.Namespace) -> int:
     if not run_file.is_file():
         raise UserError(f"no finished run at {base}: run `./reproduce --scale {args.scale}` first")
     run = json.loads(run_file.read_text())
-    rows = [r for r in read_rows(base / "table") if r.source == "retrain"]
+    from optimal_sparsity.study.design import get_design
+    from optimal_sparsity.study.sweep import plan_runs
+
+    # Only the current design's runs: a results directory may hold an older design's rows.
+    wanted = {r.config.fingerprint() for r in plan_runs(get_design(args.scale))}
+    rows = [r for r in read_rows(base / "table") if r.source == "retrain" and r.run in wanted]
     verdicts, pngs = {}, {}
     for fig in FIGURES:
         res = load_result(base, fig.id)

@@ -126,6 +126,14 @@ def _draw_panel(ax, panel: Panel, data: list[Datum]) -> None:
         return
     if panel.log_x:
         ax.set_xscale("log", base=2 if panel.x in ("density", "samples") else 10)
+        from matplotlib import ticker
+
+        # Plain numbers, no crowded minor labels when the data span less than a decade.
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        xs = [d.x for d in data if d.x > 0]
+        if xs and max(xs) / min(xs) < 30 and panel.x not in ("density", "samples"):
+            ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1, 2, 5)))
     if panel.kind == "sparsity_scatter":
         xs = np.array([d.x for d in data])
         ys = np.array([d.y for d in data])

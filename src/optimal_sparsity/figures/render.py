@@ -60,7 +60,10 @@ def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path)
 
 def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale: str,
            tasks: TaskSet, label: str, reference: dict[str, Any] | None = None,
-           points_filter=None) -> FigureResult:
+           points_filter=None, decides: frozenset[str] | None = None) -> FigureResult:
+    """Draw the figure and check its claims. ``decides``: the claims this scale has the
+    power to decide (None: all); any other verdict is reported as inconclusive, with the
+    measured statistic and the verdict it would have had."""
     data = ClaimData(rows, tasks)
     points = [p for p in data.final if points_filter is None or points_filter(p)]
     fig_dir = out_dir / spec.id
@@ -77,6 +80,12 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
             verdicts[cid] = CLAIMS_BY_ID[cid].check(data)
         except (ValueError, ArithmeticError) as err:
             verdicts[cid] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
+        v = verdicts[cid]
+        if decides is not None and cid not in decides and v.status != INCONCLUSIVE:
+            verdicts[cid] = Verdict(
+                INCONCLUSIVE, f"no power at this scale (one seed against the full-scale seed "
+                f"spread), would read {v.status}: {v.statistic}",
+                {**v.details, "undecided_status": v.status})
     regressions, compared = [], 0
     if reference is not None:
         metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}

@@ -78,6 +78,9 @@ class StudyDesign:
     posttrain_family: tuple[int, int] = (0, 0)
     posttrain_seeds: int = 1
     intermediate_fractions: tuple[float, ...] = (0.25, 0.5)  # Fig 4 checkpoints
+    # Claims this scale has the power to decide (None: all). With one seed, only those
+    # whose effect is large against the full-scale seed spread (RESULTS.md).
+    decides: tuple[str, ...] | None = None
 
     def train_config(self, point: GridPoint, seed: int, corpus_dir: str) -> TrainConfig:
         scaled_config(point.d, point.E, point.k)  # validates the point
@@ -134,10 +137,13 @@ def _designs() -> dict[str, StudyDesign]:
         train=dict(train_tokens=3_000_000, **recipe),
         eval=EvalPlan(limit=200, sc_problems=40, sc_max_power=4, fewshot_limit=100,
                       grpo_overrides=grpo),
-        posttrain_family=(64, 1))
+        posttrain_family=(64, 1),
+        decides=("C4.memorization-one-curve", "C4.reasoning-denser-better",
+                 "C5.memorization-sparser", "C7.memorization-tpp", "C6.ttc-raises-accuracy",
+                 "C6.grpo-raises-accuracy", "C10.grpo-either-set", "C11.fewshot-unstable"))
     full = StudyDesign(  # E sweeps at k=1 and k=2 (d=64), three seeds
         scale="full", corpus=corpus(4_000_000),
-        points=tuple(_family(64, (1,), (1, 2, 4, 8, 16)) + _family(64, (2,), (2, 8))),
+        points=tuple(_family(64, (1,), (1, 2, 4, 8, 16)) + _family(64, (2,), (2, 4, 8))),
         seeds=(0, 1, 2),
         train=dict(train_tokens=4_000_000, **recipe),
         eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,

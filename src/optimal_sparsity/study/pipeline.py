@@ -86,7 +86,8 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -
             reference = load_scaled(opts.scale) if opts.check else None
             res = render(spec, rows, out_dir, mode=opts.mode, scale=opts.scale,
                          tasks=PROXY_TASKS, label=_label(design, opts.mode),
-                         reference=reference)
+                         reference=reference, decides=None if design.decides is None
+                         else frozenset(design.decides))
     else:
         raise UserError(f"unknown mode {opts.mode!r}: one of {', '.join(MODES)}")
     res.wall_s = time.perf_counter() - t0
