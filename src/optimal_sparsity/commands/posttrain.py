@@ -23,7 +23,8 @@ def cmd_grpo(args: argparse.Namespace) -> int:
 
     settings = get_preset(args.preset)
     changes = {k: v for k, v in (("max_steps", args.steps), ("eval_n", args.eval_n),
-                                 ("learning_rate", args.lr), ("seed", args.seed))
+                                 ("learning_rate", args.lr), ("seed", args.seed),
+                                 ("per_device_batch", args.rollouts_per_step))
                if v is not None}
     settings = settings.replace(**changes)
     if settings.use_vllm or not settings.use_cpu:
@@ -92,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, help="override the preset's max_steps")
     p.add_argument("--eval-n", type=positive_int, help="held-out items for before/after")
     p.add_argument("--lr", type=float)
+    p.add_argument("--rollouts-per-step", type=positive_int,
+                   help="completions per step (a multiple of the preset's rollouts per prompt)")
     p.add_argument("--seed", type=int)
     p.add_argument("--results", type=Path, help="results table directory (adds rows)")
     p.add_argument("--threads", type=int)
