@@ -279,6 +279,9 @@ def build_trainer(model, tokenizer, rows: list[dict], settings: GRPOSettings,
                           args=settings.trl_config(output_dir),
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # per-step dicts stay in state.log_history
+    # trl 1.16 calls transformers' deprecated is_gradient_checkpointing on every step.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                            category=FutureWarning)
     return trainer
 
 
