@@ -130,7 +130,7 @@ def _designs() -> dict[str, StudyDesign]:
             n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300)
 
     recipe = dict(seq_len=128, micro_batch=16, lr=3e-3, eval_sequences=64, threads=0)
-    grpo = (("max_steps", 40), ("eval_n", 100), ("learning_rate", 2e-4))
+    grpo = (("max_steps", 150), ("eval_n", 200), ("learning_rate", 5e-5), ("per_device_batch", 64))
     smoke = StudyDesign(  # the default ./reproduce: one seed of the E sweep at k=1
         scale="smoke", corpus=corpus(3_000_000),
         points=tuple(_family(64, (1,), (1, 2, 4, 8))), seeds=(0,),
