@@ -57,7 +57,8 @@ def all_figures(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: MoE layer vs HF Mixtral, training step vs matmul peak (BENCHMARKS.md)."""
+    """Benchmarks vs HF Mixtral and the matmul peak: MoE layer, training step, scoring,
+    generation; `-- --suite e2e` times ./reproduce (BENCHMARKS.md)."""
     session.run("python", "-m", "optimal_sparsity.cli", "bench", *session.posargs)
 
 

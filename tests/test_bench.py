@@ -2,12 +2,27 @@
 Speed itself is measured by `./reproduce bench`, never asserted here."""
 
 import json
+import sys
 
 import pytest
 import torch
 
-from optimal_sparsity.bench.builders import TRAIN_PEERS, build
-from optimal_sparsity.bench.cases import SUITES, MoELayerCase, case_from_dict, case_to_dict
+from optimal_sparsity.bench.builders import (
+    EVAL_PEERS,
+    GEN_PEERS,
+    TRAIN_PEERS,
+    build,
+    generation_flops,
+    train_config,
+)
+from optimal_sparsity.bench.cases import (
+    SUITES,
+    EndToEndCase,
+    GenerateCase,
+    MoELayerCase,
+    case_from_dict,
+    case_to_dict,
+)
 from optimal_sparsity.bench.report import tables, to_markdown
 from optimal_sparsity.bench.run import run_suite, targets
 
@@ -19,7 +34,8 @@ def test_tiny_suite_writes_well_formed_json(tmp_path):
     report = json.loads(out.read_text())
     assert report["schema"] == 1
     assert report["machine"]["torch_threads"] == torch.get_num_threads()
-    assert [r["kind"] for r in report["rows"]] == ["matmul", "moe_layer", "train_step"]
+    assert [r["kind"] for r in report["rows"]] == ["matmul", "moe_layer", "train_step",
+                                                   "eval_loss", "generate"]
     for row in report["rows"]:
         assert row["flops_per_call"] > 0 and row["repeats"] >= 1
         assert row["peak_gflops"] and all(v > 0 for v in row["peak_gflops"].values())
@@ -30,10 +46,15 @@ def test_tiny_suite_writes_well_formed_json(tmp_path):
     assert set(moe["peers"]) == {"ours", "hf-eager", "hf-grouped_mm"}
     assert moe["check"].startswith("input-grad max rel. error")
     assert set(report["rows"][2]["peers"]) == set(TRAIN_PEERS)
+    assert set(report["rows"][3]["peers"]) == set(EVAL_PEERS)
+    assert report["rows"][3]["check"].startswith("log-prob max rel. error")
+    gen = report["rows"][4]
+    assert set(gen["peers"]) == set(GEN_PEERS)
+    assert gen["tokens_per_call"] == 2 * 4  # batch x new tokens
     assert {t["target"] for t in report["targets"]} >= {"ours / faster HF >= 1"}
     assert report["targets"] == targets(report["rows"])
     md = to_markdown(report)
-    assert "| d32-E4-k2 T=64 |" in md and len(tables(report)) == 4
+    assert "| d32-E4-k2 T=64 |" in md and len(tables(report)) == 6
 
 
 def test_cases_round_trip_through_json():
@@ -57,3 +78,35 @@ def test_memory_measure_reports_peak_and_resident():
     res = measure(json.dumps(case_to_dict(MoELayerCase(32, 4, 2, tokens=64))), "ours")
     assert set(res) == {"peak_mib", "resident_mib"}
     assert res["peak_mib"] >= 0
+
+
+def test_generation_peers_decode_the_same_tokens():
+    """Ours (the lm-eval adapter, no cache) and HF generate (with and without its KV
+    cache) run the same weights: their greedy continuations must match token for token."""
+    built = build(GenerateCase("s-d32-E4-k2", batch=3, prompt_len=6, new_tokens=5,
+                               n_layers=2, vocab_size=64))
+    outs = {name: peer() for name, peer in built.peers.items()}
+    assert all(len(seq) == 5 for seq in outs["ours"])
+    assert outs["hf-generate"] == outs["ours"] == outs["hf-generate-nocache"]
+    assert built.check.endswith("hf-generate 3/3, hf-generate-nocache 3/3")
+
+
+def test_generation_flops_of_the_prompt_equal_a_forward_pass():
+    from optimal_sparsity.accounting import matmul_flops_per_token
+
+    cfg = train_config(GenerateCase("s-d64-E8-k2"))
+    one_new = generation_flops(cfg, 2, 64, 1)  # the prompt only
+    assert one_new == pytest.approx(2 * 64 * matmul_flops_per_token(cfg, 64, training=False))
+    assert generation_flops(cfg, 2, 64, 3) > one_new
+
+
+def test_end_to_end_row_times_a_process_and_reads_its_peak_memory():
+    from optimal_sparsity.bench.e2e import run_e2e
+
+    script = "import os; b = bytearray(64 * 2**20); print(os.environ['OPTIMAL_SPARSITY_HOME'])"
+    row = run_e2e(EndToEndCase("tiny"), [sys.executable, "-c", script])
+    peer = row["peers"]["reproduce"]
+    assert peer["median_s"] > 0 and peer["peak_rss_mib"] >= 64
+    assert row["kind"] == "e2e" and row["repeats"] == 1
+    with pytest.raises(RuntimeError, match="exit 3"):
+        run_e2e(EndToEndCase("tiny"), [sys.executable, "-c", "raise SystemExit(3)"])

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from optimal_sparsity.bench.cases import Case, MatmulCase, MoELayerCase, TrainStepCase
+from optimal_sparsity.bench.cases import (
+    Case,
+    EvalLossCase,
+    GenerateCase,
+    MatmulCase,
+    MoELayerCase,
+    TrainStepCase,
+)
 from optimal_sparsity.config import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -157,7 +164,7 @@ def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: s
 TRAIN_PEERS = ("ours", "ours+fused", "ours-bf16+fused", "hf-eager", "hf-grouped_mm")
 
 
-def train_config(case: TrainStepCase) -> ModelConfig:
+def train_config(case: TrainStepCase | EvalLossCase | GenerateCase) -> ModelConfig:
     from optimal_sparsity.grid import get_config
 
     over: dict[str, int] = {"max_seq_len": case.seq_len}
@@ -241,8 +248,155 @@ def build_train_step(case: TrainStepCase, device: torch.device, only: str | None
     return Built(peers, flops, tokens, peak)
 
 
+# Evaluation --------------------------------------------------------------------------
+# ours: our model as the evaluation runs it (the lm-eval adapter ``MoELM``: full
+# log-softmax; greedy generation re-running the forward pass, no KV cache); hf-*: the
+# exported MixtralForCausalLM with each expert implementation; hf-generate: HF
+# ``generate`` with its KV cache (the sampling backend), and without it.
+EVAL_PEERS = ("ours", "hf-eager", "hf-grouped_mm")
+GEN_PEERS = ("ours", "hf-generate", "hf-generate-nocache")
+
+
+def _hf_copy(model: nn.Module, cfg: ModelConfig, impl: str, device: torch.device
+             ) -> nn.Module:
+    """Our model exported (``hf_export``) and loaded as ``MixtralForCausalLM``."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from optimal_sparsity.hf_export import hf_config, to_hf_state_dict
+
+    hf_logging.disable_progress_bar()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_file(to_hf_state_dict(state, cfg), d / "model.safetensors", metadata={"format": "pt"})
+        (d / "config.json").write_text(json.dumps(hf_config(cfg)))
+        hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+                                                  experts_implementation=impl,
+                                                  attn_implementation="sdpa")
+    return hf.to(device).eval()
+
+
+class _NoStopTokenizer:
+    """The few tokenizer members ``MoELM`` reads: ids decode to their decimal text, and
+    the EOS id is outside the vocabulary, so greedy generation runs to ``max_gen`` tokens."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.bos_token_id = None
+        self.eos_token_id = vocab_size
+
+    def decode(self, ids, **kwargs) -> str:
+        return " ".join(map(str, [ids] if isinstance(ids, int) else ids))
+
+
+def _our_lm(cfg: ModelConfig, device: torch.device, batch: int):
+    from optimal_sparsity.eval.lm_adapter import MoELM
+    from optimal_sparsity.model import build_model
+
+    model = build_model(cfg, seed=0, device=device)
+    with torch.no_grad():  # off the init, so that logits (and argmaxes) are not near-ties
+        g = torch.Generator(device="cpu").manual_seed(2)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g).to(device))
+    return MoELM(model.eval(), _NoStopTokenizer(cfg.vocab_size), batch_size=batch,
+                 max_length=cfg.max_seq_len, device=device)
+
+
+def _forward_flops(cfg: ModelConfig, context: int) -> float:
+    """Matmul FLOPs of one token's forward pass attending to ``context`` keys."""
+    d, f = cfg.d_model, cfg.ffn_hidden
+    per_layer = 4 * d * d + cfg.n_experts * d + cfg.top_k * 3 * d * f + 2 * d * context
+    return 2.0 * (cfg.n_layers * per_layer + cfg.vocab_size * d)
+
+
+def generation_flops(cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int
+                     ) -> float:
+    """The work of KV-cached greedy decoding: the prompt once (each position attending to
+    the positions before it), then one forward per new token over the cache. Peers
+    without a cache do more work than this; their FLOP/s counts only this useful part."""
+    prefill = sum(_forward_flops(cfg, c) for c in range(1, prompt_len + 1))
+    decode = sum(_forward_flops(cfg, prompt_len + j) for j in range(1, new_tokens))
+    return batch * (prefill + decode)
+
+
+def build_eval_loss(case: EvalLossCase, device: torch.device, only: str | None = None
+                    ) -> Built:
+    from optimal_sparsity.accounting import matmul_flops_per_token
+
+    cfg = train_config(case)
+    lm = _our_lm(cfg, device, case.batch)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    rows = torch.randint(0, cfg.vocab_size, (case.batch, case.seq_len), generator=g).tolist()
+    ids = torch.tensor(rows, device=device)
+    peers: dict[str, Callable[[], object]] = {}
+    for name in EVAL_PEERS:
+        if only not in (None, name):
+            continue
+        if name == "ours":
+            peers[name] = lambda: lm._logits(rows)
+        else:
+            hf = _hf_copy(lm.model, cfg, name.removeprefix("hf-"), device)
+            peers[name] = torch.no_grad()(
+                lambda hf=hf: torch.log_softmax(hf(input_ids=ids).logits.float(), -1))
+    check = _check_same(peers, "ours", "float32") if only is None else ""
+    tokens = case.batch * case.seq_len
+    flops = matmul_flops_per_token(cfg, case.seq_len, training=False) * tokens
+    return Built(peers, flops, tokens, {n: "float32" for n in peers},
+                 check.replace("input-grad", "log-prob"))
+
+
+def build_generate(case: GenerateCase, device: torch.device, only: str | None = None
+                   ) -> Built:
+    cfg = train_config(case)
+    lm = _our_lm(cfg, device, case.batch)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    prompts = torch.randint(0, cfg.vocab_size, (case.batch, case.prompt_len), generator=g)
+    rows = prompts.tolist()
+    ids = prompts.to(device)
+    n = case.new_tokens
+    peers: dict[str, Callable[[], object]] = {}
+    outputs: dict[str, Callable[[], list[list[int]]]] = {}
+    for name in GEN_PEERS:
+        if only not in (None, name):
+            continue
+        if name == "ours":
+            def ours() -> list[list[int]]:
+                return [[int(t) for t in text.split()] for text in lm._greedy(rows, n, [])]
+
+            outputs[name] = ours
+        else:
+            hf = _hf_copy(lm.model, cfg, "grouped_mm", device)
+            cache = name == "hf-generate"
+
+            @torch.no_grad()
+            def gen(hf=hf, cache=cache) -> list[list[int]]:
+                out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                  do_sample=False, max_new_tokens=n, min_new_tokens=n,
+                                  eos_token_id=None, pad_token_id=0, use_cache=cache)
+                return out[:, case.prompt_len:].tolist()
+
+            outputs[name] = gen
+        peers[name] = outputs[name]
+    check = ""
+    if only is None:
+        want = outputs["ours"]()
+        agree = {k: sum(a == b for a, b in zip(f(), want, strict=True)) for k, f
+                 in outputs.items() if k != "ours"}
+        check = "greedy sequences equal to ours: " + ", ".join(
+            f"{k} {v}/{len(want)}" for k, v in agree.items())
+    flops = generation_flops(cfg, case.batch, case.prompt_len, n)
+    return Built(peers, flops, case.batch * n, {k: "float32" for k in peers}, check)
+
+
 BUILDERS = {"matmul": build_matmul, "moe_layer": build_moe_layer,
-            "train_step": build_train_step}
+            "train_step": build_train_step, "eval_loss": build_eval_loss,
+            "generate": build_generate}
 
 
 def build(case: Case, device: torch.device | str = "cpu", only: str | None = None) -> Built:

@@ -69,9 +69,67 @@ class TrainStepCase:
         return f"{self.model}{layers} {self.micro_batch}x{self.seq_len}"
 
 
-Case = MatmulCase | MoELayerCase | TrainStepCase
+STUDY_VOCAB = 512  # the study corpus's tokenizer (study/design.py)
+
+
+@dataclass(frozen=True)
+class EvalLossCase:
+    """Scoring, as task loss and lm-eval log-likelihoods run it: a no-grad forward and
+    log-softmax over ``batch`` sequences of ``seq_len`` tokens."""
+
+    model: str
+    batch: int = 16
+    seq_len: int = 128
+    n_layers: int | None = None
+    vocab_size: int | None = STUDY_VOCAB
+    kind: str = "eval_loss"
+
+    @property
+    def name(self) -> str:
+        layers = f" L={self.n_layers}" if self.n_layers else ""
+        return f"{self.model}{layers} {self.batch}x{self.seq_len}"
+
+
+@dataclass(frozen=True)
+class GenerateCase:
+    """Greedy generation: ``batch`` prompts of ``prompt_len`` tokens, exactly
+    ``new_tokens`` new tokens each (no stop token)."""
+
+    model: str
+    batch: int = 16
+    prompt_len: int = 64
+    new_tokens: int = 64
+    n_layers: int | None = None
+    vocab_size: int | None = STUDY_VOCAB
+    kind: str = "generate"
+
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_len + self.new_tokens
+
+    @property
+    def name(self) -> str:
+        layers = f" L={self.n_layers}" if self.n_layers else ""
+        return f"{self.model}{layers} {self.batch}x({self.prompt_len}+{self.new_tokens})"
+
+
+@dataclass(frozen=True)
+class EndToEndCase:
+    """``./reproduce --scale SCALE`` from an empty cache, in a fresh process: wall time
+    and the peak resident memory of its largest process. Timed once (it takes minutes)."""
+
+    scale: str = "smoke"
+    kind: str = "e2e"
+
+    @property
+    def name(self) -> str:
+        return f"./reproduce --scale {self.scale}"
+
+
+Case = MatmulCase | MoELayerCase | TrainStepCase | EvalLossCase | GenerateCase | EndToEndCase
 CASE_TYPES: dict[str, type] = {"matmul": MatmulCase, "moe_layer": MoELayerCase,
-                               "train_step": TrainStepCase}
+                               "train_step": TrainStepCase, "eval_loss": EvalLossCase,
+                               "generate": GenerateCase, "e2e": EndToEndCase}
 
 
 def case_to_dict(case: Case) -> dict[str, Any]:
@@ -91,6 +149,11 @@ _PAPER_MOE = [MoELayerCase(512, e, k, family="paper") for e, k in [
     (8, 2), (16, 4), (32, 8), (64, 2), (64, 8)]]
 _TRAIN = [TrainStepCase(m) for m in ("s-d64-E8-k2", "s-d128-E8-k2", "s-d128-E32-k4",
                                      "s-d256-E16-k4", "s-d256-E64-k16")]
+# The study's evaluation shapes (d=64, vocab 512, 128-token windows) and a wider model.
+_EVAL = [EvalLossCase("s-d64-E8-k1"), EvalLossCase("s-d64-E8-k2"),
+         EvalLossCase("s-d256-E16-k4")]
+_GENERATE = [GenerateCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1", batch=1),
+             GenerateCase("s-d256-E16-k4")]
 
 # GPU (bf16, paper widths): `./reproduce bench --suite gpu --device cuda`; adds the
 # MegaBlocks peer where it imports. Not yet run: no GPU was lent so far.
@@ -98,16 +161,22 @@ _GPU_MOE = [MoELayerCase(d, e, k, tokens=16384, family="paper", dtype="bfloat16"
             for d in (512, 1024) for e, k in [(8, 2), (16, 4), (64, 8), (128, 8), (256, 16)]]
 
 SUITES: dict[str, list[Case]] = {
-    "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN],
+    "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN, *_EVAL, *_GENERATE],
     "quick": [*_PEAK,
               MoELayerCase(64, 8, 2), MoELayerCase(128, 8, 2), MoELayerCase(256, 16, 4),
               MoELayerCase(512, 8, 2, tokens=2048, family="paper"),
               TrainStepCase("s-d64-E8-k2", micro_batch=8), TrainStepCase("s-d256-E16-k4",
-                                                                         micro_batch=8)],
+                                                                         micro_batch=8),
+              EvalLossCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1")],
+    # The default reproduction, timed end to end (about 15 minutes).
+    "e2e": [EndToEndCase("smoke")],
     "gpu": [MatmulCase(8192, 8192, 8192, "bfloat16"), *_GPU_MOE],
     # One tiny shape of each kind: what the test suite runs.
     "tiny": [MatmulCase(128, 128, 128),
              MoELayerCase(32, 4, 2, tokens=64),
              TrainStepCase("s-d32-E4-k2", micro_batch=2, seq_len=32, n_layers=1,
-                           vocab_size=64)],
+                           vocab_size=64),
+             EvalLossCase("s-d32-E4-k2", batch=2, seq_len=32, n_layers=1, vocab_size=64),
+             GenerateCase("s-d32-E4-k2", batch=2, prompt_len=8, new_tokens=4, n_layers=1,
+                          vocab_size=64)],
 }

@@ -22,6 +22,11 @@ def _mib(p: dict[str, Any]) -> str:
     return "-" if "peak_mib" not in p else f"{p['peak_mib']:.0f}"
 
 
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s"
+
+
 def _load(row: dict[str, Any]) -> str:
     return _pct(row.get("other_load"))
 
@@ -74,6 +79,34 @@ def tables(report: dict[str, Any]) -> list[Table]:
                     ["model, batch", *(f"{n} tok/s" for n in names),
                      *(f"{n} %pk" for n in names), "peak MiB (" + " / ".join(names) + ")",
                      "MFLOP/token", "other load"], body))
+    for kind, title, peer_names in (
+            ("eval_loss", "Scoring (task loss, log-likelihoods): no-grad forward + log-softmax "
+             "(tokens/s; % of the fp32 matmul peak)", ("ours", "hf-eager", "hf-grouped_mm")),
+            ("generate", "Greedy generation (new tokens/s; % of peak counts the FLOPs of "
+             "KV-cached decoding)", ("ours", "hf-generate", "hf-generate-nocache"))):
+        sel = [r for r in rows if r["kind"] == kind]
+        if not sel:
+            continue
+        names = [n for n in peer_names if any(n in r["peers"] for r in sel)]
+        body = []
+        for r in sel:
+            p = r["peers"]
+            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
+                                      for n in names),
+                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
+                         " / ".join(_mib(p[n]) for n in names if n in p), r["check"],
+                         _load(r)])
+        out.append((title, ["model, batch", *(f"{n} tok/s" for n in names),
+                            *(f"{n} %pk" for n in names),
+                            "peak MiB (" + " / ".join(names) + ")", "check", "other load"],
+                    body))
+    e2e = [r for r in rows if r["kind"] == "e2e"]
+    if e2e:
+        out.append(("End to end (from an empty cache, timed once)",
+                    ["command", "wall time", "CPU time", "peak RSS MiB (largest process)"],
+                    [[r["name"], _minutes(r["peers"]["reproduce"]["median_s"]),
+                      _minutes(r["peers"]["reproduce"]["cpu_s"]),
+                      f"{r['peers']['reproduce']['peak_rss_mib']:.0f}"] for r in e2e]))
     tg = report.get("targets") or []
     if tg:
         out.append(("Targets", ["row", "target", "value", "met"],

@@ -160,6 +160,11 @@ def run_suite(cases: Sequence[Case], *, suite: str, repeats: int, device: str = 
     for i, case in enumerate(cases, 1):
         if echo:
             print(f"[{i}/{len(cases)}] {case.kind}: {case.name}", file=sys.stderr, flush=True)
+        if case.kind == "e2e":
+            from optimal_sparsity.bench.e2e import run_e2e
+
+            rows.append(run_e2e(case))  # type: ignore[arg-type]
+            continue
         rows.append(run_case(case, repeats, dev, memory, row_budget_s, peak_size,
                              min(min_repeats, repeats)))
     report = {

@@ -10,7 +10,7 @@ from pathlib import Path
 from optimal_sparsity.cli import REPO, positive_int
 from optimal_sparsity.errors import UserError
 
-KINDS = ("matmul", "moe_layer", "train_step")
+KINDS = ("matmul", "moe_layer", "train_step", "eval_loss", "generate", "e2e")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from optimal_sparsity.bench.cases import SUITES
 
     p = sub.add_parser(
-        "bench", help="benchmarks: MoE layer vs HF Mixtral, training step vs matmul peak")
+        "bench", help="benchmarks: MoE layer, training step, scoring and generation vs HF "
+                      "Mixtral and the matmul peak; --suite e2e times ./reproduce")
     p.set_defaults(func=cmd_bench)
     p.add_argument("--suite", choices=sorted(SUITES), default="full")
     p.add_argument("--quick", action="store_true", help="the quick suite (a few minutes)")
