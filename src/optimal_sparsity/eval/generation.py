@@ -95,6 +95,9 @@ class HFGenerator:
         if model is None:
             if model_dir is None:
                 raise ValueError("HFGenerator needs model_dir or model")
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # one bar per model load, in every run's log
             model = AutoModelForCausalLM.from_pretrained(
                 str(model_dir), dtype=torch.float32, trust_remote_code=False)
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)

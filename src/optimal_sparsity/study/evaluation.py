@@ -54,7 +54,7 @@ def evaluate_run(run: PointRun, design: StudyDesign, spec: FigureSpec, table: Pa
             r_max=p.sc_max_power, n_problems=p.sc_problems, max_new_tokens=p.max_new_tokens,
             seed=run.seed), results=table)
     for tier, prompt_set in (("grpo", "gsm8k_proxy_train"), ("grpo2", "gsmplus_proxy_train")):
-        if tier in spec.tiers:
+        if tier in spec.tiers and design.gets_grpo(run.point):
             _grpo(run, design, final, corpus, table, prompt_set, log)
 
 

@@ -1,0 +1,23 @@
+"""The study designs as data: what each scale trains, post-trains and decides."""
+
+from optimal_sparsity.claims.registry import CLAIMS
+from optimal_sparsity.study.design import DESIGNS, GridPoint
+
+
+def test_decided_claims_exist():
+    ids = {c.id for c in CLAIMS}
+    for design in DESIGNS.values():
+        assert set(design.decides or ()) <= ids, design.scale
+
+
+def test_grpo_runs_on_the_chosen_posttrain_points_only():
+    smoke, full = DESIGNS["smoke"], DESIGNS["full"]
+    assert [p.E for p in smoke.points if smoke.gets_grpo(p)] == [1]
+    assert [p for p in full.points if full.gets_grpo(p)] == list(full.posttrain_points)
+    assert not full.gets_grpo(GridPoint(64, 8, 2))  # outside the post-training family
+
+
+def test_smoke_does_not_decide_claims_it_has_too_few_grpo_models_for():
+    decides = set(DESIGNS["smoke"].decides or ())
+    assert not decides & {"C6.grpo-raises-accuracy", "C10.grpo-either-set"}
+    assert "C6.ttc-raises-accuracy" in decides
