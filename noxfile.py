@@ -3,27 +3,31 @@
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
 nox.options.default_venv_backend = "none"
+# The interpreter running nox (.venv's), whatever PATH says: sessions need the project's env.
+PYTHON = sys.executable
 nox.options.sessions = ["lint", "tests"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (the README's test command, CPU, a few minutes)."""
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run(PYTHON, "-m", "pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the package, tests and this file."""
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run(PYTHON, "-m", "ruff", "check", "src", "tests", "noxfile.py")
 
 
 def _figure_session(fig_id: str, doc: str):
     def session_fn(session: nox.Session) -> None:
-        session.run("python", "-m", "optimal_sparsity.cli", fig_id, *session.posargs)
+        session.run(PYTHON, "-m", "optimal_sparsity.cli", fig_id, *session.posargs)
 
     session_fn.__doc__ = doc
     session_fn.__name__ = fig_id
@@ -52,20 +56,20 @@ for _fig, _doc in _FIGURE_DOCS.items():
 @nox.session(name="all")
 def all_figures(session: nox.Session) -> None:
     """Every figure, the claims table and results/report.html (= `./reproduce`)."""
-    session.run("python", "-m", "optimal_sparsity.cli", "all", *session.posargs)
+    session.run(PYTHON, "-m", "optimal_sparsity.cli", "all", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks vs HF Mixtral and the matmul peak: MoE layer, training step, scoring,
     generation; `-- --suite e2e` times ./reproduce (BENCHMARKS.md)."""
-    session.run("python", "-m", "optimal_sparsity.cli", "bench", *session.posargs)
+    session.run(PYTHON, "-m", "optimal_sparsity.cli", "bench", *session.posargs)
 
 
 @nox.session
 def lock(session: nox.Session) -> None:
     """Rewrite requirements.lock from the current environment (Python 3.11, CPU)."""
-    out = session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=True)
+    out = session.run(PYTHON, "-m", "pip", "freeze", "--exclude-editable", silent=True)
     lines = [ln.replace("+cpu", "") for ln in out.splitlines() if ln and not ln.startswith("-e")]
     header = ["# Every transitive pin of the CPU environment, used as pip constraints by "
               "./reproduce.", "# Regenerate with: nox -s lock   (Python 3.11, CPU, torch "

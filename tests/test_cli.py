@@ -43,3 +43,20 @@ def test_errors_are_one_line():
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
     res = run("plan", "--tokens", "-5", "--active-params", "1e9", "--goal", "reasoning")
     assert res.returncode == 2 and "must be a finite number > 0" in res.stderr
+
+
+def test_nox_sessions_run_in_the_interpreter_that_runs_nox(tmp_path):
+    """`.venv/bin/nox -s ...` must work without the venv on PATH (sessions do not create
+    environments; they use the project's)."""
+    import os
+    import subprocess
+    import sys
+
+    from optimal_sparsity.paths import REPO
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"),
+                          "-s", "bench", "--", "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage: reproduce bench" in res.stdout
