@@ -83,7 +83,12 @@ def matmul_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,
     query). Training = forward + backward = 3x forward.
     """
     s = seq_len or cfg.max_seq_len
-    d, f = cfg.d_model, cfg.ffn_hidden
-    per_layer = 4 * d * d + cfg.n_experts * d + cfg.top_k * 3 * d * f + 2 * d * (s + 1) / 2
-    fwd = 2 * (cfg.n_layers * per_layer + cfg.vocab_size * d)
+    fwd = forward_flops_per_token(cfg, (s + 1) / 2)
     return 3 * fwd if training else fwd
+
+
+def forward_flops_per_token(cfg: ModelConfig, context: float) -> float:
+    """Matmul FLOPs of one token's forward pass attending to ``context`` keys."""
+    d, f = cfg.d_model, cfg.ffn_hidden
+    per_layer = 4 * d * d + cfg.n_experts * d + cfg.top_k * 3 * d * f + 2 * d * context
+    return 2 * (cfg.n_layers * per_layer + cfg.vocab_size * d)

@@ -114,14 +114,21 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     model, cfg = load_checkpoint(checkpoint)
     special = _special_token_ids(checkpoint)
     with atomic_dir(out) as tmp:
-        save_file(to_hf_state_dict(model.state_dict(), cfg), tmp / "model.safetensors",
-                  metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(hf_config(cfg, **special), indent=2) + "\n")
-        gen = {k: v for k, v in special.items() if v is not None}
-        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        write_hf_files(model.state_dict(), cfg, tmp, special)
         if (checkpoint / "tokenizer.json").is_file():
             copy_tokenizer(checkpoint, tmp)
     return out
+
+
+def write_hf_files(state: dict[str, torch.Tensor], cfg: ModelConfig, out: Path,
+                   special: dict[str, int | None] | None = None) -> None:
+    """Weights, config and generation config of a ``MixtralForCausalLM`` into ``out``."""
+    special = special or {}
+    state = {k: v.detach().cpu() for k, v in state.items()}
+    save_file(to_hf_state_dict(state, cfg), out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(hf_config(cfg, **special), indent=2) + "\n")
+    gen = {k: v for k, v in special.items() if v is not None}
+    (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
 
 
 def _special_token_ids(checkpoint: Path) -> dict[str, int | None]:

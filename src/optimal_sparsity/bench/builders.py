@@ -136,14 +136,16 @@ def build_moe_layer(case: MoELayerCase, device: torch.device, only: str | None =
     peers = {n: _fwd_bwd(m, x, grad) for n, m in modules.items()}
     check = ""
     if only is None:
-        check = _check_same(peers, "ours", case.dtype)
+        check = _check_same(peers, "ours", case.dtype, "input-grad")
     flops = moe_layer_flops(case.d, case.ffn, case.n_experts, case.top_k, case.tokens)
     return Built(peers, flops, case.tokens, {n: case.dtype for n in peers}, check)
 
 
-def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: str) -> str:
-    """Input gradients of a forward + backward (they depend on every output and weight)
-    must agree with ours before anything is timed."""
+def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: str,
+                what: str) -> str:
+    """The peers' outputs (``what``: input gradients of a forward + backward, which depend
+    on every output and weight, or log-probabilities) must agree with ours before anything
+    is timed."""
     tol = 1e-4 if dtype == "float32" else 5e-2
     want = peers[ref]().float()
     scale = want.abs().max().item()
@@ -155,7 +157,7 @@ def _check_same(peers: dict[str, Callable[[], torch.Tensor]], ref: str, dtype: s
         if not err <= tol:
             raise AssertionError(f"{name} disagrees with {ref}: max relative error {err:.2e}")
         worst = max(worst, err)
-    return f"input-grad max rel. error vs ours {worst:.1e}"
+    return f"{what} max rel. error vs ours {worst:.1e}"
 
 
 # Training step -----------------------------------------------------------------------
@@ -260,24 +262,18 @@ GEN_PEERS = ("ours", "hf-generate", "hf-generate-nocache")
 def _hf_copy(model: nn.Module, cfg: ModelConfig, impl: str, device: torch.device
              ) -> nn.Module:
     """Our model exported (``hf_export``) and loaded as ``MixtralForCausalLM``."""
-    import json
     import tempfile
     from pathlib import Path
 
-    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from optimal_sparsity.hf_export import hf_config, to_hf_state_dict
+    from optimal_sparsity.hf_export import write_hf_files
 
     hf_logging.disable_progress_bar()
-
     with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_file(to_hf_state_dict(state, cfg), d / "model.safetensors", metadata={"format": "pt"})
-        (d / "config.json").write_text(json.dumps(hf_config(cfg)))
-        hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+        write_hf_files(model.state_dict(), cfg, Path(tmp))
+        hf = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32,
                                                   experts_implementation=impl,
                                                   attn_implementation="sdpa")
     return hf.to(device).eval()
@@ -308,20 +304,15 @@ def _our_lm(cfg: ModelConfig, device: torch.device, batch: int):
                  max_length=cfg.max_seq_len, device=device)
 
 
-def _forward_flops(cfg: ModelConfig, context: int) -> float:
-    """Matmul FLOPs of one token's forward pass attending to ``context`` keys."""
-    d, f = cfg.d_model, cfg.ffn_hidden
-    per_layer = 4 * d * d + cfg.n_experts * d + cfg.top_k * 3 * d * f + 2 * d * context
-    return 2.0 * (cfg.n_layers * per_layer + cfg.vocab_size * d)
-
-
 def generation_flops(cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int
                      ) -> float:
     """The work of KV-cached greedy decoding: the prompt once (each position attending to
     the positions before it), then one forward per new token over the cache. Peers
     without a cache do more work than this; their FLOP/s counts only this useful part."""
-    prefill = sum(_forward_flops(cfg, c) for c in range(1, prompt_len + 1))
-    decode = sum(_forward_flops(cfg, prompt_len + j) for j in range(1, new_tokens))
+    from optimal_sparsity.accounting import forward_flops_per_token as fwd
+
+    prefill = sum(fwd(cfg, c) for c in range(1, prompt_len + 1))
+    decode = sum(fwd(cfg, prompt_len + j) for j in range(1, new_tokens))
     return batch * (prefill + decode)
 
 
@@ -344,11 +335,10 @@ def build_eval_loss(case: EvalLossCase, device: torch.device, only: str | None =
             hf = _hf_copy(lm.model, cfg, name.removeprefix("hf-"), device)
             peers[name] = torch.no_grad()(
                 lambda hf=hf: torch.log_softmax(hf(input_ids=ids).logits.float(), -1))
-    check = _check_same(peers, "ours", "float32") if only is None else ""
+    check = _check_same(peers, "ours", "float32", "log-prob") if only is None else ""
     tokens = case.batch * case.seq_len
     flops = matmul_flops_per_token(cfg, case.seq_len, training=False) * tokens
-    return Built(peers, flops, tokens, {n: "float32" for n in peers},
-                 check.replace("input-grad", "log-prob"))
+    return Built(peers, flops, tokens, {n: "float32" for n in peers}, check)
 
 
 def build_generate(case: GenerateCase, device: torch.device, only: str | None = None

@@ -51,6 +51,10 @@ class MoELayerCase:
         return f"d{self.d}-E{self.n_experts}-k{self.top_k} T={self.tokens}"
 
 
+def _model_label(model: str, n_layers: int | None) -> str:
+    return f"{model} L={n_layers}" if n_layers else model
+
+
 @dataclass(frozen=True)
 class TrainStepCase:
     """A whole training step of a scaled-down model on random tokens: forward, backward,
@@ -65,8 +69,7 @@ class TrainStepCase:
 
     @property
     def name(self) -> str:
-        layers = f" L={self.n_layers}" if self.n_layers else ""
-        return f"{self.model}{layers} {self.micro_batch}x{self.seq_len}"
+        return f"{_model_label(self.model, self.n_layers)} {self.micro_batch}x{self.seq_len}"
 
 
 STUDY_VOCAB = 512  # the study corpus's tokenizer (study/design.py)
@@ -86,8 +89,7 @@ class EvalLossCase:
 
     @property
     def name(self) -> str:
-        layers = f" L={self.n_layers}" if self.n_layers else ""
-        return f"{self.model}{layers} {self.batch}x{self.seq_len}"
+        return f"{_model_label(self.model, self.n_layers)} {self.batch}x{self.seq_len}"
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class GenerateCase:
 
     @property
     def name(self) -> str:
-        layers = f" L={self.n_layers}" if self.n_layers else ""
-        return f"{self.model}{layers} {self.batch}x({self.prompt_len}+{self.new_tokens})"
+        return (f"{_model_label(self.model, self.n_layers)} "
+                f"{self.batch}x({self.prompt_len}+{self.new_tokens})")
 
 
 @dataclass(frozen=True)

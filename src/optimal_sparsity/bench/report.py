@@ -27,6 +27,13 @@ def _minutes(seconds: float) -> str:
     return f"{m} min {s:02d} s"
 
 
+def _peer_cells(p: dict[str, Any], names: list[str]) -> tuple[list[str], list[str], str]:
+    """Per peer: tokens/s, % of peak; and the peers' peak MiB joined in one cell."""
+    return ([_k(p[n]["tokens_per_s"]) if n in p else "-" for n in names],
+            [_pct(p[n]["frac_peak"]) if n in p else "-" for n in names],
+            " / ".join(_mib(p[n]) for n in names if n in p))
+
+
 def _load(row: dict[str, Any]) -> str:
     return _pct(row.get("other_load"))
 
@@ -51,11 +58,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
             hf = [p[n] for n in p if n.startswith("hf-")]
             best = max(hf, key=lambda v: v["gflops"]) if hf else None
             ratio = p["ours"]["gflops"] / best["gflops"] if best else None
-            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
-                                      for n in names),
-                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
-                         "-" if ratio is None else f"{ratio:.2f}x",
-                         " / ".join(_mib(p[n]) for n in names if n in p),
+            tok, pk, mib = _peer_cells(p, names)
+            body.append([r["name"], *tok, *pk, "-" if ratio is None else f"{ratio:.2f}x", mib,
                          f"{next(iter(r['peak_gflops'].values())):.0f}", _load(r)])
         out.append(("MoE layer, forward + backward (tokens/s; % of the row's matmul peak)",
                     ["shape", *(f"{n} tok/s" for n in names), *(f"{n} %pk" for n in names),
@@ -67,11 +71,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
                  if any(n in r["peers"] for r in train)]
         body = []
         for r in train:
-            p = r["peers"]
-            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
-                                      for n in names),
-                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
-                         " / ".join(_mib(p[n]) for n in names if n in p),
+            tok, pk, mib = _peer_cells(r["peers"], names)
+            body.append([r["name"], *tok, *pk, mib,
                          f"{r['flops_per_call'] / r['tokens_per_call'] / 1e6:.1f}",
                          _load(r)])
         out.append(("Training step: forward + backward + AdamW (tokens/s; % of the matmul "
@@ -90,12 +91,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
         names = [n for n in peer_names if any(n in r["peers"] for r in sel)]
         body = []
         for r in sel:
-            p = r["peers"]
-            body.append([r["name"], *(_k(p[n]["tokens_per_s"]) if n in p else "-"
-                                      for n in names),
-                         *(_pct(p[n]["frac_peak"]) if n in p else "-" for n in names),
-                         " / ".join(_mib(p[n]) for n in names if n in p), r["check"],
-                         _load(r)])
+            tok, pk, mib = _peer_cells(r["peers"], names)
+            body.append([r["name"], *tok, *pk, mib, r["check"], _load(r)])
         out.append((title, ["model, batch", *(f"{n} tok/s" for n in names),
                             *(f"{n} %pk" for n in names),
                             "peak MiB (" + " / ".join(names) + ")", "check", "other load"],
