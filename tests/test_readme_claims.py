@@ -1,15 +1,33 @@
 """The README's claims table is the one `./reproduce claims --markdown` generates now."""
 
-from optimal_sparsity.claims.table import claims_markdown
+import pytest
+
+from optimal_sparsity.claims.table import claims_markdown, readme_table, update_readme
+from optimal_sparsity.errors import UserError
 from optimal_sparsity.paths import REPO
 
 
 def test_readme_claims_table_is_current():
     readme = (REPO / "README.md").read_text()
-    begin, end = "<!-- claims-table:begin", "<!-- claims-table:end -->"
-    assert readme.count(begin) == 1 and readme.count(end) == 1, (
-        "README must hold exactly one claims table (one begin and one end marker)")
-    start = readme.index(begin)
-    stop = readme.index(end, start) + len(end)
+    start, stop = readme_table(readme)  # exactly one begin and one end marker
     assert readme[start:stop].strip() == claims_markdown().strip(), (
-        "README claims table is stale: replace it with `./reproduce claims --markdown`")
+        "README claims table is stale: run `./reproduce claims --update-readme`")
+
+
+def test_update_readme_replaces_only_the_table(tmp_path):
+    readme = tmp_path / "README.md"
+    table = claims_markdown().strip()
+    stale = table.replace("| --- |", "| old |", 1)
+    readme.write_text(f"intro\n\n{stale}\n\noutro\n")
+    assert update_readme(readme)
+    assert readme.read_text() == f"intro\n\n{table}\n\noutro\n"
+    assert not update_readme(readme)
+
+
+def test_update_readme_refuses_a_duplicated_marker(tmp_path):
+    readme = tmp_path / "README.md"
+    text = f"{claims_markdown().strip()}\n\n<!-- claims-table:end -->\n"
+    readme.write_text(text)
+    with pytest.raises(UserError, match="exactly one claims table"):
+        update_readme(readme)
+    assert readme.read_text() == text

@@ -63,8 +63,13 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from optimal_sparsity.claims.registry import CLAIMS
-    from optimal_sparsity.claims.table import claims_markdown
+    from optimal_sparsity.claims.table import claims_markdown, update_readme
+    from optimal_sparsity.paths import REPO
 
+    if args.update_readme:
+        changed = update_readme(REPO / "README.md")
+        print("README claims table " + ("updated" if changed else "already current"))
+        return 0
     if args.markdown:
         print(claims_markdown(), end="")
         return 0
@@ -151,4 +156,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("claims", help="list the paper's claims with their ids")
     p.add_argument("--markdown", action="store_true",
                    help="the README's claims table (expected outcomes from references/)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="replace README.md's claims table with the current one")
     p.set_defaults(func=cmd_claims)
