@@ -9,10 +9,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from optimal_sparsity.errors import UserError
+
+# Why k = 1 MoEs are not studied (the paper's grid is k in {2, 4, 8, 16}).
+K1_ROUTER_NOTE = ("k = 1 with E > 1: Mixtral's renormalisation makes the single top-1 weight "
+                  "p/p = 1, so the LM loss sends the router no gradient (only the auxiliary "
+                  "losses train it); the paper never trains k = 1")
+_K1_WARNED: set[str] = set()
 
 Backend = Literal["torch", "megablocks"]
 BACKENDS: tuple[str, ...] = ("torch", "megablocks")
@@ -64,6 +71,9 @@ class ModelConfig:
         for f in ("lb_coef", "z_coef"):
             need(float(getattr(self, f)) >= 0, f"{f} must be >= 0")
         need(self.backend in BACKENDS, f"backend must be one of {BACKENDS} (got {self.backend!r})")
+        if self.top_k == 1 and self.n_experts > 1 and self.name not in _K1_WARNED:
+            _K1_WARNED.add(self.name)
+            print(f"warning: model config {self.name!r}: {K1_ROUTER_NOTE}", file=sys.stderr)
 
     # Derived quantities -----------------------------------------------------------
     @property

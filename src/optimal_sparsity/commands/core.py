@@ -57,15 +57,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from optimal_sparsity.planner import plan
+    from optimal_sparsity.references import load_scaled
 
-    cands = plan(args.tokens, args.goal, active_params=args.active_params,
-                 flops_budget=args.flops_budget, max_total_params=args.max_total_params,
-                 n_layers=args.layers)
+    result = plan(args.tokens, args.goal, active_params=args.active_params,
+                  flops_budget=args.flops_budget, max_total_params=args.max_total_params,
+                  n_layers=args.layers, allow_k1=args.allow_k1)
     cols = ["name", "total_params", "active_params", "tpp", "train_flops", "recommended"]
     w = csv.writer(sys.stdout, lineterminator="\n")
     if args.csv:
         w.writerow(cols)
-    for c in cands:
+    for c in result.candidates:
         row = [c.name, c.total_params, c.active_params, f"{c.tpp:.4g}", f"{c.train_flops:.3g}",
                "*" if c.recommended else ""]
         if args.csv:
@@ -75,9 +76,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{c.name:16s} total {c.total_params / 1e9:7.3f}B  active "
                   f"{c.active_params / 1e9:6.3f}B  TPP {c.tpp:8.2f}  "
                   f"train FLOPs {c.train_flops:9.3g}{mark}")
-    best = next(c for c in cands if c.recommended)
-    print(f"# recommended for {args.goal}: {best.name} (TPP {best.tpp:.1f}, k={best.k})",
-          file=sys.stderr)
+    pinned = load_scaled("full") or {}
+    print(f"# recommended for {args.goal}: {result.reason}", file=sys.stderr)
+    for line in result.evidence(pinned.get("verdicts")):
+        print(f"# evidence: {line}", file=sys.stderr)
+    if not args.allow_k1:
+        print("# k = 1 candidates left out (--allow-k1 lists them): their router gets no "
+              "gradient from the LM loss", file=sys.stderr)
     return 0
 
 
@@ -104,4 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-total-params", type=positive_float, help="memory cap")
     p.add_argument("--goal", choices=["reasoning", "memorization"], required=True)
     p.add_argument("--layers", type=positive_int, default=16)
+    p.add_argument("--allow-k1", action="store_true",
+                   help="also list k = 1 MoEs (their router gets no gradient from the LM loss)")
     p.add_argument("--csv", action="store_true")
