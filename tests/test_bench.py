@@ -81,14 +81,16 @@ def test_memory_measure_reports_peak_and_resident():
 
 
 def test_generation_peers_decode_the_same_tokens():
-    """Ours (the lm-eval adapter, no cache) and HF generate (with and without its KV
-    cache) run the same weights: their greedy continuations must match token for token."""
+    """Ours (the lm-eval adapter with and without the model's KV cache) and HF generate
+    (with and without its KV cache) run the same weights: their greedy continuations must
+    match token for token."""
     built = build(GenerateCase("s-d32-E4-k2", batch=3, prompt_len=6, new_tokens=5,
                                n_layers=2, vocab_size=64))
     outs = {name: peer() for name, peer in built.peers.items()}
     assert all(len(seq) == 5 for seq in outs["ours"])
     assert outs["hf-generate"] == outs["ours"] == outs["hf-generate-nocache"]
-    assert built.check.endswith("hf-generate 3/3, hf-generate-nocache 3/3")
+    assert outs["ours-nocache"] == outs["ours"]
+    assert built.check.endswith("ours-nocache 3/3, hf-generate 3/3, hf-generate-nocache 3/3")
 
 
 def test_generation_flops_of_the_prompt_equal_a_forward_pass():

@@ -252,11 +252,12 @@ def build_train_step(case: TrainStepCase, device: torch.device, only: str | None
 
 # Evaluation --------------------------------------------------------------------------
 # ours: our model as the evaluation runs it (the lm-eval adapter ``MoELM``: full
-# log-softmax; greedy generation re-running the forward pass, no KV cache); hf-*: the
-# exported MixtralForCausalLM with each expert implementation; hf-generate: HF
-# ``generate`` with its KV cache (the sampling backend), and without it.
+# log-softmax; greedy generation through the model's KV cache); ours-nocache: the same
+# adapter re-running the forward pass over the growing rows; hf-*: the exported
+# MixtralForCausalLM with each expert implementation; hf-generate: HF ``generate`` with
+# its KV cache (the sampling backend), and without it.
 EVAL_PEERS = ("ours", "hf-eager", "hf-grouped_mm")
-GEN_PEERS = ("ours", "hf-generate", "hf-generate-nocache")
+GEN_PEERS = ("ours", "ours-nocache", "hf-generate", "hf-generate-nocache")
 
 
 def _hf_copy(model: nn.Module, cfg: ModelConfig, impl: str, device: torch.device
@@ -360,6 +361,12 @@ def build_generate(case: GenerateCase, device: torch.device, only: str | None = 
                 return [[int(t) for t in text.split()] for text in lm._greedy(rows, n, [])]
 
             outputs[name] = ours
+        elif name == "ours-nocache":
+            def recompute() -> list[list[int]]:
+                return [[int(t) for t in lm.tok_decode(new).split()]
+                        for new in lm._greedy_recompute(rows, n, [])]
+
+            outputs[name] = recompute
         else:
             hf = _hf_copy(lm.model, cfg, "grouped_mm", device)
             cache = name == "hf-generate"

@@ -84,7 +84,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
             ("eval_loss", "Scoring (task loss, log-likelihoods): no-grad forward + log-softmax "
              "(tokens/s; % of the fp32 matmul peak)", ("ours", "hf-eager", "hf-grouped_mm")),
             ("generate", "Greedy generation (new tokens/s; % of peak counts the FLOPs of "
-             "KV-cached decoding)", ("ours", "hf-generate", "hf-generate-nocache"))):
+             "KV-cached decoding)", ("ours", "ours-nocache", "hf-generate",
+                                      "hf-generate-nocache"))):
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:
             continue

@@ -18,9 +18,11 @@ lm-eval's ``hf`` backend request by request, so both give the same scores
   or once a stop string appears; the text (special tokens skipped) is cut at the first stop
   string (lm-eval's ``postprocess_generated_text``).
 
-Batches are right-padded (the model is causal: padding after a sequence never changes its
-logits) and sorted by length. Generation re-runs the forward pass over the growing batch
-(no KV cache: proxy contexts are short) and drops finished rows from the batch.
+Scoring batches are right-padded (the model is causal: padding after a sequence never
+changes its logits) and sorted by length. Generation left-pads each batch, runs the prompt
+once and then one token per step through the model's KV cache
+(``MoECausalLM.forward_cached``), and drops finished rows from the batch; a model without
+a cache (any ``model(input_ids).logits``) re-runs the forward pass over the growing rows.
 """
 
 from __future__ import annotations
@@ -155,11 +157,24 @@ class MoELM(TemplateLM):
                     self.cache_hook.add_partial("generate_until", requests[idx[j]].args, text)
         return out  # type: ignore[return-value]
 
+    def _finished(self, new: list[int], until: list[str]) -> bool:
+        if new[-1] == self.eot_token_id:
+            return True
+        text = self.tok_decode(new)
+        return any(s and s in text for s in until)
+
     def _greedy(self, contexts: list[list[int]], max_gen: int, until: list[str]) -> list[str]:
+        if hasattr(self.model, "forward_cached") and all(contexts):
+            new = self._greedy_cached(contexts, max_gen, until)
+        else:
+            new = self._greedy_recompute(contexts, max_gen, until)
+        return self._texts(new, until)
+
+    def _greedy_recompute(self, contexts: list[list[int]], max_gen: int, until: list[str]
+                          ) -> list[list[int]]:
         rows = [list(c) for c in contexts]
         new: list[list[int]] = [[] for _ in contexts]
         active = list(range(len(rows)))
-        eot = self.eot_token_id
         for _ in range(max_gen):
             if not active:
                 break
@@ -169,13 +184,47 @@ class MoELM(TemplateLM):
                 tok = int(logp[row, len(rows[i]) - 1].argmax())
                 rows[i].append(tok)
                 new[i].append(tok)
-                if tok == eot:
-                    continue
-                text = self.tok_decode(new[i])
-                if any(s and s in text for s in until):
-                    continue
-                still.append(i)
+                if not self._finished(new[i], until):
+                    still.append(i)
             active = still
+        return new
+
+    @torch.no_grad()
+    def _greedy_cached(self, contexts: list[list[int]], max_gen: int, until: list[str]
+                       ) -> list[list[int]]:
+        from optimal_sparsity.model.transformer import KVCache
+
+        width = max(len(c) for c in contexts)
+        ids = torch.zeros((len(contexts), width), dtype=torch.long)
+        valid = torch.zeros((len(contexts), width), dtype=torch.bool)
+        for i, c in enumerate(contexts):  # left padding: every row's last slot is real
+            ids[i, width - len(c):] = torch.tensor(c, dtype=torch.long)
+            valid[i, width - len(c):] = True
+        ids, valid = ids.to(self._device), valid.to(self._device)
+        cache = KVCache.empty(len(self.model.layers), len(contexts), self._device)
+        logits = self.model.forward_cached(ids, valid, cache)[:, -1]
+        new: list[list[int]] = [[] for _ in contexts]
+        active = list(range(len(contexts)))
+        for step in range(max_gen):
+            toks = F.log_softmax(logits.float(), dim=-1).argmax(dim=-1).tolist()
+            still = []
+            for row, i in enumerate(active):
+                new[i].append(toks[row])
+                if not self._finished(new[i], until):
+                    still.append(row)
+            if not still or step == max_gen - 1:
+                break
+            keep = torch.tensor(still, dtype=torch.long, device=self._device)
+            if len(still) < len(active):
+                cache.select(keep)
+            active = [active[r] for r in still]
+            nxt = torch.tensor([[new[i][-1]] for i in active], device=self._device)
+            logits = self.model.forward_cached(
+                nxt, torch.ones_like(nxt, dtype=torch.bool), cache)[:, -1]
+        return new
+
+    def _texts(self, new: list[list[int]], until: list[str]) -> list[str]:
+        eot = self.eot_token_id
         texts = []
         for toks in new:
             if eot in toks:

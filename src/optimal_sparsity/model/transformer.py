@@ -60,16 +60,64 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, d, bias=False)
         self.o_proj = nn.Linear(d, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: LayerKV | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Without ``cache``: causal attention over ``x`` (cos/sin [S, head_dim]). With it:
+        ``x`` holds the next tokens, cos/sin [B, s, head_dim] are their positions' tables,
+        their keys/values are appended to ``cache`` and ``mask`` [B, 1, s, T] says which
+        cached keys each query sees."""
         b, s, d = x.shape
         # One matmul for q, k and v (their weights concatenated per call: 3d^2 copied),
         # and RoPE applied to q and k together.
         w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
         qkv = F.linear(x, w).view(b, s, 3, self.n_heads, self.head_dim)
-        qk = apply_rope(qkv[:, :, :2], cos[:s, None, None], sin[:s, None, None])
+        if cache is None:
+            qk = apply_rope(qkv[:, :, :2], cos[:s, None, None], sin[:s, None, None])
+        else:
+            qk = apply_rope(qkv[:, :, :2], cos[:, :, None, None], sin[:, :, None, None])
         q, k, v = (t.transpose(1, 2) for t in (qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            k, v = cache.append(k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(y.transpose(1, 2).reshape(b, s, d))
+
+
+@dataclass
+class LayerKV:
+    """One layer's cached keys and values [B, H, T, head_dim] (RoPE already applied)."""
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+
+@dataclass
+class KVCache:
+    """Decoding state of a batch: every layer's keys/values, which cached slots hold real
+    tokens (``valid`` [B, T]: False for left padding) and each row's next position."""
+
+    layers: list[LayerKV]
+    valid: torch.Tensor
+    next_pos: torch.Tensor
+
+    @classmethod
+    def empty(cls, n_layers: int, batch: int, device: torch.device) -> KVCache:
+        return cls([LayerKV() for _ in range(n_layers)],
+                   torch.zeros((batch, 0), dtype=torch.bool, device=device),
+                   torch.zeros(batch, dtype=torch.long, device=device))
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` of the batch (finished sequences leave it)."""
+        for layer in self.layers:
+            if layer.k is not None:
+                layer.k, layer.v = layer.k[rows], layer.v[rows]
+        self.valid, self.next_pos = self.valid[rows], self.next_pos[rows]
 
 
 class DecoderLayer(nn.Module):
@@ -80,9 +128,10 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.moe = moe
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: LayerKV | None = None, mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, RouterOutput]:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
         y, routing = self.moe(self.post_attention_layernorm(x))
         return x + y, routing
 
@@ -152,6 +201,30 @@ class MoECausalLM(nn.Module):
             out.ce_loss, out.lb_loss, out.z_loss = ce, lb, z
             out.loss = ce + cfg.lb_coef * lb + cfg.z_coef * z
         return out
+
+    @torch.no_grad()
+    def forward_cached(self, input_ids: torch.Tensor, valid: torch.Tensor,
+                       cache: KVCache) -> torch.Tensor:
+        """Logits [B, s, V] of the next ``s`` tokens of each row, appended to ``cache``.
+
+        ``valid`` [B, s] marks real tokens (False: left padding, which takes no position
+        and is never attended to). The same math as ``forward`` on each row's real
+        tokens; a pad query attends to itself only, so no softmax row is empty."""
+        cfg = self.cfg
+        s = input_ids.shape[1]
+        pos = (cache.next_pos[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)
+        cache.next_pos = cache.next_pos + valid.long().sum(1)
+        cache.valid = torch.cat([cache.valid, valid], dim=1)
+        t = cache.valid.shape[1]
+        key_slot = torch.arange(t, device=input_ids.device)
+        query_slot = key_slot[t - s:, None]
+        mask = (cache.valid[:, None, :] & (key_slot <= query_slot)) | (key_slot == query_slot)
+        cos, sin = rope_cos_sin(int(pos.max()) + 1, cfg.head_dim, cfg.rope_theta,
+                                input_ids.device)
+        x = self.embed_tokens(input_ids)
+        for layer, kv in zip(self.layers, cache.layers, strict=True):
+            x, _ = layer(x, cos[pos], sin[pos], kv, mask[:, None])
+        return self.lm_head(self.norm(x))
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None, device: str | torch.device = "cpu",
