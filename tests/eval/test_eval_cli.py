@@ -105,6 +105,14 @@ def test_paper_tiers_on_a_scaled_down_checkpoint(eval_run, tmp_path, capsys):
     assert all("not a result" in r.extra["note"] for r in rows)
 
 
+def test_fewshot_tier_finds_the_corpus_on_its_own(eval_run, tmp_path, capsys):
+    """Every tier that reads the corpus resolves it from the checkpoint (no --corpus)."""
+    rc = main(["eval", str(eval_run.ckpt), "--results", str(tmp_path), *SMOKE,
+               "--tiers", "fewshot", "--limit", "2"])
+    assert rc == 0, capsys.readouterr().err
+    assert {r.task for r in read_rows(tmp_path)} == {"gsm8k_proxy_fewshot"}
+
+
 def test_corpus_resolution_and_mismatch(eval_run, tmp_path, tiny_corpus, capsys):
     from optimal_sparsity.commands.eval import resolve_corpus
 

@@ -54,6 +54,7 @@ def _fmt(v: float) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from optimal_sparsity.eval.evaluate import (
+        CORPUS_TIERS,
         DEFAULT_TIERS,
         PULL_TIERS,
         EvalSettings,
@@ -65,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint(args.checkpoint)
     pull = is_hf_dir(ckpt)
     tiers = tuple(args.tiers) if args.tiers else (PULL_TIERS if pull else DEFAULT_TIERS)
-    needs_corpus = {"pretrain", "task_loss", "accuracy"} & set(tiers)
+    needs_corpus = CORPUS_TIERS & set(tiers)
     corpus = args.corpus
     if corpus is None and needs_corpus and not pull:
         corpus = resolve_corpus(ckpt)
