@@ -152,6 +152,17 @@ def sandbox_python() -> str:
 
 
 @functools.cache
+def _bwrap_options() -> frozenset[str]:
+    """The options this bubblewrap accepts (its --help)."""
+    try:
+        out = subprocess.run([shutil.which("bwrap") or "bwrap", "--help"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(w for w in out.split() if w.startswith("--"))
+
+
+@functools.cache
 def unavailable_reason(mode: Mode) -> str | None:
     """Why ``mode`` cannot run here (None: it can). Probed once, by running a program."""
     if mode == "unconfined":
@@ -167,6 +178,8 @@ def unavailable_reason(mode: Mode) -> str | None:
             return "namespaces mode needs unshare (util-linux)"
     elif shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
+    elif "--size" not in _bwrap_options():
+        return "this bubblewrap lacks --size (0.7.0 or newer), so it cannot cap the disk"
     probe = run_python("pass", SandboxLimits(timeout_s=30), mode=mode)
     if not probe.passed:
         last = (probe.stderr_tail.strip().splitlines() or [probe.status])[-1]
@@ -279,13 +292,15 @@ def _command(mode: Mode, root: Path, limits: SandboxLimits, uid: int | None
         return argv, None, layers, 1
     if mode == "bwrap":
         cfg["uid"] = None  # bubblewrap itself runs as the run's uid when started by root
-        argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user",
-                "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        nested = ["--disable-userns"] if "--disable-userns" in _bwrap_options() else []
+        argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", *nested,
+                "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--remount-ro", "/dev",
                 "--proc", "/proc", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
                 "--ro-bind", str(root / "main.py"), "/tmp/main.py", "--chdir", "/tmp",
                 sandbox_python(), "-I", "-S", "-c", _init_source(), "exec", json.dumps(cfg)]
         layers = ("bwrap:user,pid,mount,net,ipc,uts", "read-only-mounts", disk,
+                  *(("no-nested-userns",) if nested else ()),
                   *((f"uid={uid}",) if uid is not None else ()), *common)
         return argv, uid, layers, 1
     argv = [machinery_python, "-I", "-S", "-c", _init_source(), "supervisor", json.dumps(cfg)]
