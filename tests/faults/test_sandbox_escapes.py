@@ -15,7 +15,9 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -128,6 +130,29 @@ def test_fork_bomb_is_bounded_and_leaves_nothing(mode, marker):
     assert r.status != "passed"
     assert r.duration_s < LIMITS.timeout_s + 5
     assert run_python("print('still fine')", LIMITS, mode=mode).passed
+
+
+@pytest.mark.parametrize("mode", EVERY)
+def test_killed_caller_takes_the_program_along(mode, marker):
+    """The evaluation itself is SIGKILLed while a setsid sleeper runs in its sandbox."""
+    code = f"import os, sys\nos.setsid()\n{_sleeper(marker)}\n"
+    caller = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from optimal_sparsity.eval.sandbox import "
+         "SandboxLimits, run_python; run_python(sys.stdin.read(), SandboxLimits(timeout_s=60), "
+         f"mode={mode!r})"], stdin=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    caller.stdin.write(code)
+    caller.stdin.close()
+    deadline = time.monotonic() + 30
+    while not _survivors(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _survivors(marker), "the sleeper never started"
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 5  # the kernel delivers the parent-death signals
+    while _survivors(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _survivors(marker) == []
 
 
 @pytest.mark.parametrize("mode", EVERY)

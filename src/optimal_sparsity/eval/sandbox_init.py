@@ -79,8 +79,8 @@ def _check(ret: int, what: str) -> None:
         raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
-def die_with_parent() -> None:
-    _check(_libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "PR_SET_PDEATHSIG")
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    _check(_libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0), "PR_SET_PDEATHSIG")
 
 
 def _install_seccomp(prog: bytes) -> None:
@@ -101,6 +101,7 @@ def exec_program(cfg: dict) -> None:
             os.setgroups([])
             os.setgid(cfg["uid"])
             os.setuid(cfg["uid"])
+        die_with_parent()  # after the uid change, which clears it
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
         if cfg.get("seccomp"):
             _install_seccomp(bytes.fromhex(cfg["seccomp"]))
@@ -226,10 +227,21 @@ def kill_descendants(root: int) -> bool:
     return bool(pids)
 
 
+def _kill_everything_and_exit(me: int, code: int) -> None:
+    while True:
+        kill_descendants(me)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(code)
+
+
 def supervisor(cfg: dict) -> None:
-    die_with_parent()
-    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "PR_SET_CHILD_SUBREAPER")
     me = os.getpid()
+    # When the caller dies: SIGTERM, so that the descendants are killed before it exits.
+    signal.signal(signal.SIGTERM, lambda *_: _kill_everything_and_exit(me, 128 + 15))
+    die_with_parent(signal.SIGTERM)
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "PR_SET_CHILD_SUBREAPER")
     pid = os.fork()
     if pid == 0:
         exec_program(cfg)
