@@ -387,7 +387,8 @@ def test_non_root_user_gets_bubblewrap_or_a_refusal(world_dir):
 
     out = subprocess.run([python, "-I", "-c", f"import sys; sys.path.insert(0, {str(src)!r})\n"
                           + code], capture_output=True, text=True, timeout=60,
-                         preexec_fn=drop, cwd="/", check=False, env={"PATH": "/usr/bin:/bin"})
+                         preexec_fn=drop, cwd="/", check=False,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     assert out.returncode == 0, out.stderr
     expected = "bwrap failed" if unavailable_reason("bwrap") is None else "refused"
     assert out.stdout.startswith(expected), (out.stdout, out.stderr)
