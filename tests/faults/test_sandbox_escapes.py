@@ -61,10 +61,12 @@ def _survivors(marker: str) -> list[int]:
 
 
 def _sleeper(marker: str) -> str:
-    """Python source of a statement that turns this process into a 600 s sleeper that
-    ignores SIGTERM and carries ``marker`` in its command line."""
+    """Python source of statements (one line) that print "sleeper up", then turn this
+    process into a 600 s sleeper that ignores SIGTERM and carries ``marker`` in its
+    command line."""
     body = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    return f"os.execv(sys.executable, [sys.executable, '-c', {body!r}, {marker!r}])"
+    return ("print('sleeper up', flush=True); "
+            f"os.execv(sys.executable, [sys.executable, '-c', {body!r}, {marker!r}])")
 
 
 @pytest.fixture
@@ -96,6 +98,7 @@ def test_setsid_survivor_dies_at_the_timeout(mode, marker):
     r = run_python(code, LIMITS, mode=mode)
     assert _survivors(marker) == []
     assert r.status == "timeout", r
+    assert r.stdout_tail.count("sleeper up") == 2, r  # both had started
 
 
 @pytest.mark.parametrize("mode", EVERY)
@@ -113,6 +116,7 @@ def test_double_forked_daemon_dies_when_the_program_exits(mode, marker):
     r = run_python(code, LIMITS, mode=mode)
     assert _survivors(marker) == []
     assert r.status == "passed" and "parent done" in r.stdout_tail, r
+    assert "sleeper up" in r.stdout_tail, r
 
 
 @pytest.mark.parametrize("mode", EVERY)
@@ -242,15 +246,28 @@ def test_file_in_a_home_directory_survives(mode, world_dir):
 
 @pytest.mark.parametrize("mode", CONTAINED)
 def test_disk_is_capped(mode):
-    """Files under the file-size limit each, 16 MiB together, into an 8 MiB disk."""
-    code = ("for i in range(8):\n"
-            "    with open(f'f{i}', 'wb') as f:\n"
-            "        f.write(b'x' * (2 << 20))\n"
-            "print('wrote all')\n")
-    r = run_python(code, LIMITS, mode=mode)
+    """Files under the file-size limit each, more than the 8 MiB disk together. A private
+    tmpfs (namespaces, bwrap) fills up; landlock mode's directory is watched (sampled, so
+    the writes here are paced: docs/sandbox.md)."""
+    if mode == "landlock":
+        code = ("import time\n"
+                "for i in range(40):\n"
+                "    with open(f'f{i}', 'wb') as f:\n"
+                "        f.write(b'x' * (1 << 20))\n"
+                "    time.sleep(0.02)\n"
+                "print('wrote all')\n")
+    else:
+        code = ("for i in range(8):\n"
+                "    with open(f'f{i}', 'wb') as f:\n"
+                "        f.write(b'x' * (2 << 20))\n"
+                "print('wrote all')\n")
+    r = run_python(code, SandboxLimits(timeout_s=5.0, disk_bytes=8 << 20), mode=mode)
     assert r.status == "failed", r
     assert "wrote all" not in r.stdout_tail
-    assert "No space left on device" in r.stderr_tail
+    if mode == "landlock":
+        assert r.killed_by == "disk" and "exceeded 8 MiB of disk" in r.stderr_tail, r
+    else:
+        assert "No space left on device" in r.stderr_tail, r
     ok = run_python("open('f', 'wb').write(b'x' * (1 << 20))\nprint(len(open('f', 'rb')"
                     ".read()))\n", LIMITS, mode=mode)
     assert ok.passed and ok.stdout_tail.strip() == str(1 << 20), ok
@@ -360,7 +377,7 @@ def test_without_containment_code_eval_refuses_in_one_line(no_containment, tmp_p
 
 def test_non_root_user_gets_bubblewrap_or_a_refusal(world_dir):
     """The containers' case: as a user without root, the default mode is bwrap where it
-    works (and contains a write), otherwise ``run_python`` refuses."""
+    works, else landlock (and either contains a write), otherwise ``run_python`` refuses."""
     if os.geteuid() != 0:
         pytest.skip("needs root to start a process as another user")
     python = shutil.which("python3", path="/usr/bin:/usr/local/bin:/bin")
@@ -390,6 +407,7 @@ def test_non_root_user_gets_bubblewrap_or_a_refusal(world_dir):
                          preexec_fn=drop, cwd="/", check=False,
                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     assert out.returncode == 0, out.stderr
-    expected = "bwrap failed" if unavailable_reason("bwrap") is None else "refused"
+    usable = [m for m in ("bwrap", "landlock") if unavailable_reason(m) is None]
+    expected = f"{usable[0]} failed" if usable else "refused"
     assert out.stdout.startswith(expected), (out.stdout, out.stderr)
     assert not target.exists()

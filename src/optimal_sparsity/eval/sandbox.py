@@ -4,9 +4,9 @@ Every program runs as ``python -I -S main.py`` (isolated mode, no site-packages)
 minimal environment, closed stdin, output to size-capped files, resource limits, no new
 privileges (``PR_SET_NO_NEW_PRIVS``) and a seccomp filter that refuses ``socket(2)`` (no
 TCP, UDP or Unix socket, pathname or abstract; ``socketpair`` stays) and io_uring. The
-processes between this module and the program are in ``eval.sandbox_init``. Three modes
-(``SandboxResult.isolation`` names the layers that applied; docs/sandbox.md has what
-each one contains and the tests that prove it):
+processes between this module and the program are in ``eval.sandbox_init``. The first of
+these modes that works here applies (``SandboxResult.isolation`` names its layers;
+docs/sandbox.md has what each one contains and the tests that prove it):
 
 ``namespaces`` (root, ``unshare`` permitted): fresh PID, mount and network namespaces whose
 PID 1 is ours: every mount read-only, a private tmpfs of ``disk_bytes`` on /tmp as the
@@ -18,9 +18,15 @@ every process left in the namespace, whatever session or process group it moved 
 containers' uid 1000): the same containment from ``bwrap --unshare-all``: read-only /,
 read-only /dev, a private tmpfs of ``disk_bytes`` on /tmp, no network, a PID namespace.
 
+``landlock`` (Linux 6.12 or newer, Landlock ABI 6, any user): the program runs under a
+subreaper supervisor in a Landlock domain that may write only beneath its working
+directory (and /dev/null), may not use TCP or abstract Unix sockets, and may not signal
+any process outside the domain, so not its supervisor. Its directory is on the host's
+temporary directory; ``disk_bytes`` there is watched (sampled), not enforced by the kernel.
+
 ``unconfined`` (only when asked for: ``allow_unconfined=True``, the environment variable
 ``OPTIMAL_SPARSITY_UNCONFINED_SANDBOX=1`` or the CLI's ``--unconfined-sandbox``): where
-neither of the above is available. Process cleanup (a child-subreaper supervisor),
+none of the above is available. Process cleanup (a child-subreaper supervisor),
 limits, no new privileges and the seccomp filter apply; writes are limited by file
 permissions only (as root the program runs under an unused uid). Without that opt-in,
 ``run_python`` refuses (``SandboxUnavailable``) rather than run generated code unconfined.
@@ -62,8 +68,8 @@ from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval import sandbox_init
 
 Status = Literal["passed", "failed", "timeout", "error"]
-Mode = Literal["namespaces", "bwrap", "unconfined"]
-CONTAINED_MODES: tuple[Mode, ...] = ("namespaces", "bwrap")
+Mode = Literal["namespaces", "bwrap", "landlock", "unconfined"]
+CONTAINED_MODES: tuple[Mode, ...] = ("namespaces", "bwrap", "landlock")
 UNCONFINED_ENV = "OPTIMAL_SPARSITY_UNCONFINED_SANDBOX"
 POLL_S = 0.025  # how often the process tree is measured
 
@@ -84,7 +90,7 @@ class SandboxLimits:
     cpu_s: int = 0  # RLIMIT_CPU; 0: ceil(timeout) + 1
     memory_bytes: int = 1 << 30  # RLIMIT_AS per process, and resident total of all
     file_bytes: int = 16 << 20  # RLIMIT_FSIZE (also caps stdout/stderr)
-    disk_bytes: int = 64 << 20  # the private tmpfs (namespaces, bwrap)
+    disk_bytes: int = 64 << 20  # the private tmpfs (namespaces, bwrap); watched (landlock)
     open_files: int = 64  # RLIMIT_NOFILE
     processes: int = 8  # RLIMIT_NPROC (threads count too), and the watched tree
 
@@ -109,7 +115,7 @@ class SandboxResult:
     stdout_tail: str = ""
     stderr_tail: str = ""
     isolation: tuple[str, ...] = field(default_factory=tuple)
-    killed_by: str = ""  # "timeout", "memory" or "processes" when the watcher ended it
+    killed_by: str = ""  # "timeout", "memory", "processes" or "disk": the watcher ended it
 
     @property
     def passed(self) -> bool:
@@ -176,6 +182,11 @@ def unavailable_reason(mode: Mode) -> str | None:
             return "namespaces mode needs root"
         if shutil.which("unshare") is None:
             return "namespaces mode needs unshare (util-linux)"
+    elif mode == "landlock":
+        abi = sandbox_init.landlock_abi()
+        if abi < sandbox_init.LANDLOCK_MIN_ABI:
+            return (f"Landlock ABI {abi} here; landlock mode needs "
+                    f"{sandbox_init.LANDLOCK_MIN_ABI} (Linux 6.12 or newer)")
     elif shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
     elif "--size" not in _bwrap_options():
@@ -224,8 +235,27 @@ def _kill_tree(root: int) -> None:
         os.kill(root, signal.SIGKILL)
 
 
-def _watch(proc: subprocess.Popen, limits: SandboxLimits, machinery: int) -> str:
-    """Wait for ``proc``; the limit that ended it early ("" when it exited by itself)."""
+def _disk_used(top: Path, max_entries: int = 10_000) -> float:
+    """Bytes allocated beneath ``top`` (inf past ``max_entries`` files and directories)."""
+    used, seen, todo = 0, 0, [top]
+    while todo:
+        with contextlib.suppress(OSError), os.scandir(todo.pop()) as it:
+            for entry in it:
+                seen += 1
+                if seen > max_entries:
+                    return float("inf")
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    used += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        todo.append(Path(entry.path))
+    return used
+
+
+def _watch(proc: subprocess.Popen, limits: SandboxLimits, machinery: int,
+           disk: Path | None) -> str:
+    """Wait for ``proc``; the limit that ended it early ("" when it exited by itself).
+    ``disk``: a directory whose contents count against ``disk_bytes`` (landlock mode)."""
     deadline = time.monotonic() + limits.timeout_s
     page = os.sysconf("SC_PAGE_SIZE")
     while True:
@@ -242,6 +272,8 @@ def _watch(proc: subprocess.Popen, limits: SandboxLimits, machinery: int) -> str
             return "processes"
         if sum(table[p][1] for p in pids if p in table) * page > limits.memory_bytes:
             return "memory"
+        if disk is not None and _disk_used(disk) > limits.disk_bytes:
+            return "disk"
 
 
 # Running a program ---------------------------------------------------------------------
@@ -274,7 +306,7 @@ def _env(home: str) -> dict[str, str]:
 def _command(mode: Mode, root: Path, limits: SandboxLimits, uid: int | None
              ) -> tuple[list[str], int | None, tuple[str, ...], int]:
     """(argv, uid for the launch preexec, isolation layers, machinery processes)."""
-    inner = "/tmp" if mode in CONTAINED_MODES else str(root / "work")
+    inner = "/tmp" if mode in ("namespaces", "bwrap") else str(root / "work")
     seccomp = sandbox_init.seccomp_filter()
     cfg = {"argv": [sandbox_python(), "-I", "-S", "main.py"], "env": _env(inner),
            "cwd": inner, "rlimits": limits.rlimits(), "uid": uid,
@@ -303,9 +335,14 @@ def _command(mode: Mode, root: Path, limits: SandboxLimits, uid: int | None
                   *(("no-nested-userns",) if nested else ()),
                   *((f"uid={uid}",) if uid is not None else ()), *common)
         return argv, uid, layers, 1
+    if mode == "landlock":
+        cfg["landlock"] = inner
+        layers = ("landlock:writes-in-work-dir,no-tcp,scoped-signals,scoped-abstract-unix",
+                  f"watched-disk:{limits.disk_bytes >> 20}MiB")
+    else:
+        layers = ("unconfined",)
     argv = [machinery_python, "-I", "-S", "-c", _init_source(), "supervisor", json.dumps(cfg)]
-    layers = ("unconfined", "subreaper", *((f"uid={uid}",) if uid is not None else ()),
-              *common)
+    layers = (*layers, "subreaper", *((f"uid={uid}",) if uid is not None else ()), *common)
     return argv, None, layers, 0
 
 
@@ -341,7 +378,8 @@ def run_python(code: str, limits: SandboxLimits | None = None, mode: Mode | None
             except (OSError, subprocess.SubprocessError) as e:
                 return SandboxResult("error", None, 0.0, "", f"sandbox: {e}", layers)
             try:
-                killed_by = _watch(proc, limits, machinery)
+                killed_by = _watch(proc, limits, machinery,
+                                   work if mode == "landlock" else None)
             finally:
                 _kill_tree(proc.pid)  # a limit, or stragglers; none is left after this
                 proc.wait()
@@ -350,9 +388,10 @@ def run_python(code: str, limits: SandboxLimits | None = None, mode: Mode | None
         stdout, stderr = _tail(root / "stdout"), _tail(root / "stderr")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if killed_by in ("memory", "processes"):
-        limit = (f"{limits.memory_bytes >> 20} MiB resident" if killed_by == "memory"
-                 else f"{limits.processes} processes")
+    if killed_by in ("memory", "processes", "disk"):
+        limit = {"memory": f"{limits.memory_bytes >> 20} MiB resident",
+                 "processes": f"{limits.processes} processes",
+                 "disk": f"{limits.disk_bytes >> 20} MiB of disk"}[killed_by]
         stderr = (stderr + f"\nsandbox: killed: the program's processes exceeded {limit}\n"
                   )[-_TAIL:]
     if killed_by == "timeout" or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):

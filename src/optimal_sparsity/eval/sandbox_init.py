@@ -14,12 +14,16 @@ whatever session or process group it moved to.
 
 ``supervisor``: a child subreaper (``PR_SET_CHILD_SUBREAPER``) outside namespaces: every
 process the program leaves behind (double fork, ``setsid``) becomes its child. When the
-program exits it kills all of its descendants, again until none is left, then exits.
+program exits it kills all of its descendants, again until none is left, then exits. With
+``landlock`` (a directory) the program's process also enters a Landlock domain: writes
+only beneath that directory (and to /dev/null), no TCP, no abstract Unix socket and no
+signal to any process outside the domain (so not to the supervisor).
 
 ``exec`` (inside bubblewrap): prepares the process and execs the program in place.
 
 In every role the program's process gets the resource limits, the uid drop (when ``uid``
-is set), no new privileges (``PR_SET_NO_NEW_PRIVS``) and the seccomp filter, then execs.
+is set), no new privileges (``PR_SET_NO_NEW_PRIVS``), the Landlock domain (when set) and
+the seccomp filter, then execs.
 Init and the supervisor die with their parent (``PR_SET_PDEATHSIG``). A setup failure
 exits with status 125 and a ``sandbox: `` line on stderr.
 """
@@ -72,6 +76,45 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+# Landlock (the same syscall numbers on x86_64 and aarch64).
+_LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
+_LL_VERSION, _LL_RULE_PATH_BENEATH = 1, 1
+_FS_WRITE_FILE, _FS_TRUNCATE = 1 << 1, 1 << 14
+_FS_WRITES = (1 << 1 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10
+              | 1 << 11 | 1 << 12 | 1 << 13)  # write, remove, make *, refer
+_NET_TCP = 1 << 0 | 1 << 1  # bind, connect
+_SCOPES = 1 << 0 | 1 << 1  # abstract Unix sockets, signals
+LANDLOCK_MIN_ABI = 6  # signal scoping: the program cannot kill its supervisor
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none, or not permitted here)."""
+    v = _libc.syscall(_LL_CREATE, None, 0, _LL_VERSION)
+    return max(0, int(v))
+
+
+def _landlock(writable: str) -> None:
+    abi = landlock_abi()
+    if abi < LANDLOCK_MIN_ABI:
+        raise OSError(0, f"Landlock ABI {abi} < {LANDLOCK_MIN_ABI}")
+    fs = _FS_WRITES | _FS_TRUNCATE
+    attr = struct.pack("QQQ", fs, _NET_TCP, _SCOPES)
+    fd = _libc.syscall(_LL_CREATE, attr, len(attr), 0)
+    _check(0 if fd >= 0 else -1, "landlock_create_ruleset")
+    try:
+        for path, access in ((writable, fs), ("/dev/null", _FS_WRITE_FILE | _FS_TRUNCATE)):
+            target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = struct.pack("=Qi", access, target)
+                _check(_libc.syscall(_LL_ADD_RULE, int(fd), _LL_RULE_PATH_BENEATH, rule, 0),
+                       f"landlock_add_rule {path}")
+            finally:
+                os.close(target)
+        _check(_libc.syscall(_LL_RESTRICT, int(fd), 0), "landlock_restrict_self")
+    finally:
+        os.close(fd)
 
 
 def _check(ret: int, what: str) -> None:
@@ -103,6 +146,8 @@ def exec_program(cfg: dict) -> None:
             os.setuid(cfg["uid"])
         die_with_parent()  # after the uid change, which clears it
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+        if cfg.get("landlock"):
+            _landlock(cfg["landlock"])
         if cfg.get("seccomp"):
             _install_seccomp(bytes.fromhex(cfg["seccomp"]))
         os.chdir(cfg["cwd"])
