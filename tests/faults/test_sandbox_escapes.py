@@ -137,14 +137,16 @@ def test_fork_bomb_is_bounded_and_leaves_nothing(mode, marker):
 
 
 @pytest.mark.parametrize("mode", EVERY)
-def test_killed_caller_takes_the_program_along(mode, marker):
-    """The evaluation itself is SIGKILLed while a setsid sleeper runs in its sandbox."""
+def test_killed_caller_takes_the_program_along(mode, marker, world_dir):
+    """The evaluation itself is SIGKILLed while a setsid sleeper runs in its sandbox (its
+    run directory, which a killed caller cannot remove, goes to a directory of the test)."""
     code = f"import os, sys\nos.setsid()\n{_sleeper(marker)}\n"
+    world_dir.chmod(0o711)
     caller = subprocess.Popen(
         [sys.executable, "-c", "import sys; from optimal_sparsity.eval.sandbox import "
          "SandboxLimits, run_python; run_python(sys.stdin.read(), SandboxLimits(timeout_s=60), "
          f"mode={mode!r})"], stdin=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(world_dir)})
     caller.stdin.write(code)
     caller.stdin.close()
     deadline = time.monotonic() + 30
