@@ -42,6 +42,10 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/python -m pip install --no-cache-dir \
       --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY . .
+# bubblewrap: the code sandbox's mode for a non-root user (docs/sandbox.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap=0.8.0-2+deb12u1 \
+ && rm -rf /var/lib/apt/lists/*
 # ./reproduce's own first-run install: pip install -c requirements.lock -e .[dev] (torch kept).
 RUN ./reproduce --help > /dev/null \
  && useradd --create-home --uid 1000 --shell /bin/bash repro \
@@ -49,7 +53,8 @@ RUN ./reproduce --help > /dev/null \
 # Run as the non-root user repro (uid 1000).
 USER 1000:1000
 RUN python -c "import torch, optimal_sparsity; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__" \
- && ./reproduce grid --csv > /dev/null
+ && ./reproduce grid --csv > /dev/null \
+ && command -v bwrap > /dev/null
 ENTRYPOINT ["/opt/optimal-sparsity/reproduce"]
 CMD ["--help"]
 
@@ -84,6 +89,13 @@ COPY docker/ docker/
 COPY requirements.lock pyproject.toml ./
 RUN ALLOW_UNRESOLVED_BASE="${ALLOW_UNRESOLVED_BASE}" docker/check-base.sh gpu \
  && TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST}" docker/install-gpu.sh deps
+# bubblewrap: the code sandbox's mode for a non-root user (docs/sandbox.md). Not pinned: the
+# base's Ubuntu release is not verified here; the sandbox checks the installed bwrap's
+# options (--size, 0.7.0 or newer) when it starts and refuses generated code without them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 # uid 1000 becomes "repro" (a base on Ubuntu 24.04 would already have "ubuntu" there).
 RUN docker/install-gpu.sh project \
@@ -95,6 +107,7 @@ USER 1000:1000
 # Import smoke: every pinned component loads (no GPU needed), torch is still the base's.
 RUN python -c "import torch, megablocks, grouped_gemm, stk, transformers, lm_eval, trl, optimal_sparsity; assert torch.__version__.split('+')[0] == '2.7.0', torch.__version__" \
  && /opt/vllm/bin/python -c "import vllm, transformers, lm_eval.models.vllm_causallms; assert transformers.__version__ == '4.53.3'" \
- && ./reproduce grid --csv > /dev/null
+ && ./reproduce grid --csv > /dev/null \
+ && command -v bwrap > /dev/null
 ENTRYPOINT ["/opt/optimal-sparsity/reproduce"]
 CMD ["--help"]

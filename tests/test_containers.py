@@ -253,3 +253,17 @@ def test_resolve_script_writes_every_pin(tmp_path):
     bad = subprocess.run(["bash", str(script), "gpu", "sha256:xyz"], capture_output=True,
                          text=True, env=env)
     assert bad.returncode != 0 and "not a sha256 digest" in bad.stderr
+
+
+def test_both_images_carry_bubblewrap():
+    """The code sandbox's non-root mode (docs/sandbox.md) needs bwrap in every image."""
+    _, by_stage = stages()
+    for name, body in by_stage.items():
+        runs = " ".join(i["value"] for i in body if i["instruction"] == "RUN")
+        assert re.search(r"apt-get install -y --no-install-recommends bubblewrap\b", runs), name
+        assert "command -v bwrap" in runs, name  # the build's smoke check
+    text = (REPO / "apptainer.def").read_text()
+    post = text.split("%post", 1)[1].split("\n%", 1)[0]
+    test = text.split("%test", 1)[1].split("\n%", 1)[0]
+    assert "apt-get install -y --no-install-recommends bubblewrap" in post
+    assert "command -v bwrap" in test

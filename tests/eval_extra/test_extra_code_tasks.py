@@ -17,9 +17,18 @@ from optimal_sparsity.eval.code_tasks import (
     mbpp_prompt,
     score_completions,
 )
-from optimal_sparsity.eval.sandbox import SandboxLimits
+from optimal_sparsity.eval.sandbox import UNCONFINED_ENV, SandboxLimits
 
 LIMITS = SandboxLimits(timeout_s=10.0)
+
+
+@pytest.fixture(autouse=True)
+def _known_programs_may_run_unconfined(monkeypatch):
+    """These programs are the tests' own (canonical and deliberately wrong solutions),
+    not model output: on a machine that cannot contain code (no root namespaces, no
+    bubblewrap) they may run unconfined. A contained mode is still used where there is
+    one; the refusal itself is tested in tests/faults/test_sandbox_escapes.py."""
+    monkeypatch.setenv(UNCONFINED_ENV, "1")
 MBPP_ITEMS = [
     {"task_id": 2, "text": "Write a function to find the shared elements of two lists.",
      "code": "def similar_elements(a, b):\n    return tuple(set(a) & set(b))",

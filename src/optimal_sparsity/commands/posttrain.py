@@ -75,7 +75,8 @@ def cmd_code_eval(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     res = code_eval(args.checkpoint, args.task, results=args.results, limit=args.limit,
-                    mbpp_path=args.mbpp, max_new_tokens=args.max_new_tokens)
+                    mbpp_path=args.mbpp, max_new_tokens=args.max_new_tokens,
+                    allow_unconfined=args.unconfined_sandbox or None)
     print(json.dumps({"task": res.task, "pass@1": res.pass_at_1, "n": res.n,
                       "statuses": res.counts()}))
     return 0
@@ -122,4 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=512)
     p.add_argument("--results", type=Path)
     p.add_argument("--threads", type=int)
+    p.add_argument("--unconfined-sandbox", action="store_true",
+                   help="where no sandbox mode contains writes and network here, run the "
+                        "generated code unconfined anyway (docs/sandbox.md)")
     p.set_defaults(func=cmd_code_eval)

