@@ -75,7 +75,7 @@ def test_self_consistency_rows_and_cache(tiny_lm_checkpoint, tiny_corpus, tmp_pa
                            "maj@4": 0.5, "cov@4": 1.0}
     rows = read_rows(tmp_path)
     assert {r.metric for r in rows} == set(res.metrics) and {r.task for r in rows} == {TASK}
-    assert all(r.n == 2 and r.step == 7 and r.extra["sc"]["r_max"] == 2 for r in rows)
+    assert all(r.n == 2 and r.step == 7 and r.extra["settings"]["r_max"] == 2 for r in rows)
     gen = _Scripted(script)
     again = self_consistency(tiny_lm_checkpoint, tiny_corpus, s, results=tmp_path, generator=gen)
     assert again.cached and gen.calls == 0 and again.metrics == res.metrics
