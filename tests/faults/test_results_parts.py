@@ -77,10 +77,14 @@ def test_part_without_record_or_after_a_crash_before_it_is_not_served(tmp_path, 
                                                                       monkeypatch):
     from optimal_sparsity.results import table
 
-    path = write_part(tmp_path, "p.jsonl", _rows())
-    path.with_name(path.name + RECORD_SUFFIX).unlink()
+    for name in ("o.jsonl", "p.jsonl"):  # e.g. a table written before records existed
+        path = write_part(tmp_path, name, _rows())
+        path.with_name(path.name + RECORD_SUFFIX).unlink()
     assert read_part(tmp_path, "p.jsonl") is None
     assert "no integrity record" in _one_warning(capsys, "p.jsonl")
+    assert read_rows(tmp_path) == []
+    assert "and 1 more" in _one_warning(capsys, "o.jsonl")  # one line for all of them
+    (tmp_path / PARTS / "o.jsonl").unlink()
 
     write_part(tmp_path, "p.jsonl", _rows())  # now a crash between the part and its record
     real = table.write_text

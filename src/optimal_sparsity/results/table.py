@@ -9,14 +9,17 @@ format, so ``sha256sum -c`` checks it too), written under the same lock right af
 part. A part whose bytes do not match its record (a changed digit, a cut at a line
 boundary, a byte that is not UTF-8, a crash between the two writes) or that has no record
 is treated as missing: ``read_part`` and ``read_rows`` warn in one line that names the
-file and leave it out, and the evaluation that owns it recomputes it.
+file and leave it out, and the evaluation that owns it recomputes it (parts without a
+record, such as those of a table written before records existed, share one line).
 
 A cached part is valid for one set of settings: every row carries the settings that
 produced it in ``extra["settings"]``, and ``cached_part`` serves a part only when they
 equal the settings asked for. A part name never includes the settings, so a rerun with
 other settings replaces the part instead of adding a second answer to the same question.
 
-Row fields (``Row``): identity -- ``run`` (hash of the training config), ``model``
+Row fields (``Row``): identity -- ``run`` (the run identity: ``TrainConfig.run_id``, the
+training config with its corpus named by fingerprint, the name of the run's directory in a
+sweep; for a released checkpoint a hash of its name and config), ``model``
 (grid name), ``seed``, ``step``, ``tokens``; grid point -- ``d``, ``E``, ``k``,
 ``n_layers``, ``total_params``, ``active_params``, ``tpp``; measurement -- ``task``,
 ``metric``, ``value``, ``n`` (items), ``stderr``; provenance -- ``config_hash``,
@@ -134,10 +137,9 @@ def _verified_rows(path: Path) -> tuple[list[Row] | None, str]:
     return rows, ""
 
 
-def _read_verified(path: Path) -> list[Row] | None:
-    """The rows of a valid part; None (after a one-line warning) for a damaged one. A
-    mismatch is read again under the part's lock, in case a writer was between its part
-    and its record."""
+def _read_verified(path: Path) -> tuple[list[Row] | None, str]:
+    """(rows, "") for a valid part, else (None, why). A mismatch is read again under the
+    part's lock, in case a writer was between its part and its record."""
     rows, why = _verified_rows(path)
     if rows is None and why != "vanished":
         try:
@@ -145,16 +147,23 @@ def _read_verified(path: Path) -> list[Row] | None:
                 rows, why = _verified_rows(path)
         except OSError:  # a read-only table: keep the first answer
             pass
-    if rows is None and why != "vanished":
-        print(f"warning: results part {path} {why}: treated as missing (recomputed by the "
-              "evaluation that wrote it)", file=sys.stderr)
-    return rows
+    return rows, why
+
+
+def _warn(what: str) -> None:
+    print(f"warning: {what}: treated as missing (the evaluation that needs it recomputes it)",
+          file=sys.stderr)
 
 
 def read_part(root: str | Path, name: str) -> list[Row] | None:
     """The rows of one part; None if it is absent or damaged (damage is warned about)."""
     path = Path(root) / PARTS / name
-    return _read_verified(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    rows, why = _read_verified(path)
+    if rows is None and why != "vanished":
+        _warn(f"results part {path} {why}")
+    return rows
 
 
 def settings_key(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,11 +186,20 @@ def read_rows(root: str | Path) -> list[Row]:
     parts = Path(root) / PARTS
     if not parts.is_dir():
         return []
-    rows = []
+    rows, unrecorded = [], []
     for path in sorted(parts.glob("*.jsonl")):
         if is_temporary(path):
             continue
-        rows += _read_verified(path) or []
+        got, why = _read_verified(path)
+        if got is not None:
+            rows += got
+        elif why == "has no integrity record":  # e.g. a table older than the records
+            unrecorded.append(path)
+        elif why != "vanished":
+            _warn(f"results part {path} {why}")
+    if unrecorded:
+        more = f" and {len(unrecorded) - 1} more in {parts}" if len(unrecorded) > 1 else ""
+        _warn(f"results part {unrecorded[0]}{more} has no integrity record")
     return rows
 
 
