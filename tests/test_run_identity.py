@@ -29,7 +29,7 @@ def test_run_identity_survives_moving_home(tmp_path, monkeypatch):
     tiny = get_design("tiny")
     design = dataclasses.replace(tiny, points=tiny.points[:1],
                                  train={**tiny.train, "train_tokens": 8 * 8 * 64, "threads": 1})
-    table = tmp_path / "results" / "table"
+    table = tmp_path / "results" / "tiny" / "table"
     settings = EvalSettings.smoke(tiers=("pretrain",), threads=1)
 
     monkeypatch.setenv("OPTIMAL_SPARSITY_HOME", str(tmp_path / "home-a"))
@@ -51,3 +51,17 @@ def test_run_identity_survives_moving_home(tmp_path, monkeypatch):
     assert [s.status for s in statuses] == ["cached"] and again == rows
     # the trainer resumes the moved run in place instead of calling it another run
     assert Trainer(moved.config, moved.run_dir, progress=False).run().status == "finished"
+    # and `pin` (which keeps only the design's runs) still finds the rows
+    import json
+
+    import optimal_sparsity.study.design as designs
+    from optimal_sparsity.cli import main
+
+    monkeypatch.setattr(designs, "get_design", lambda scale: design)
+    monkeypatch.setenv("OPTIMAL_SPARSITY_REFERENCES", str(tmp_path / "refs"))
+    (table.parent / "run.json").write_text(json.dumps(
+        {"versions": {}, "commit": "c", "hardware": "h", "time": "t", "command": "./reproduce",
+         "wall_s": 1.0}))
+    assert main(["pin", "--scale", "tiny", "--results", str(tmp_path / "results")]) == 0
+    pinned = json.loads((tmp_path / "refs" / "scaled" / "tiny.json").read_text())
+    assert {v["metric"] for v in pinned["values"]} == {"train_loss", "val_loss"}

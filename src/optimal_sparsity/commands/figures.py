@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from optimal_sparsity.figures.registry import FIGURES
-from optimal_sparsity.paths import REPO
+from optimal_sparsity.paths import REPO, mode_dir
 
 RESULTS_DIR = REPO / "results"
 
@@ -87,7 +87,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.figures.render import load_result
     from optimal_sparsity.references import pin
 
-    base = args.results / args.scale
+    base = mode_dir(args.results, "retrain", args.scale)
     run_file = base / "run.json"
     if not run_file.is_file():
         raise UserError(f"no finished run at {base}: run `./reproduce --scale {args.scale}` first")

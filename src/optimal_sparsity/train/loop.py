@@ -2,7 +2,7 @@
 
 Run directory::
 
-    train_config.json      the TrainConfig (a resumed run must match it)
+    train_config.json      the TrainConfig and its run id (a resumed run must have the same id)
     metrics.jsonl          one line per step (+ validation and expert-load records)
     checkpoints/step-N/    model + optimizer + RNG + data position (see state.py)
     summary.json           written at the end: final losses, throughput, sizes
