@@ -15,3 +15,10 @@ def home() -> Path:
 
 def corpus_cache(fingerprint: str) -> Path:
     return home() / "corpora" / fingerprint
+
+
+def mode_dir(results: str | os.PathLike, mode: str, scale: str) -> Path:
+    """Where one mode's figures, results table and ``run.json`` go under a results root:
+    ``<scale>/`` for the retrained study, ``pull/`` for the released checkpoints (whatever
+    the scale), so a pull-mode run never touches a retrain run's files."""
+    return Path(results) / ("pull" if mode == "pull" else scale)

@@ -138,3 +138,28 @@ def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, t
 
     base, tuned = checkpoint_identity(tiny_lm_checkpoint), checkpoint_identity(res.checkpoint)
     assert tuned["run"].startswith(base["run"] + "+grpo-") and tuned["step"] == base["step"]
+
+
+def test_grpo_rows_stale_settings_replaced_not_added(tiny_lm_checkpoint, tmp_path):
+    """A GRPO rerun with other settings replaces the checkpoint's part (and the cache check
+    of the sweep only accepts a part made with the settings asked for)."""
+    from optimal_sparsity.claims.data import final_points
+    from optimal_sparsity.eval.grpo import GRPOResult, PolicyScore, cached_grpo, write_grpo_rows
+    from optimal_sparsity.results.table import read_rows
+
+    def result(settings, acc_after):
+        return GRPOResult(settings, PolicyScore(0.1, 0.1, 4), PolicyScore(acc_after, 0.2, 4),
+                          0.0, 0.5, 1.0, None)
+
+    old, new = GRPOSettings(max_steps=2), GRPOSettings(max_steps=3)
+    write_grpo_rows(tmp_path, tiny_lm_checkpoint, result(old, 0.25))
+    assert cached_grpo(tmp_path, tiny_lm_checkpoint, old)
+    assert not cached_grpo(tmp_path, tiny_lm_checkpoint, new)
+    write_grpo_rows(tmp_path, tiny_lm_checkpoint, result(new, 0.75))
+    rows = read_rows(tmp_path)
+    assert [r.value for r in rows if r.metric == "acc_after"] == [0.75]  # one value
+    assert all(r.extra["settings"] == new.to_dict() for r in rows)
+    (point,) = final_points(rows)
+    assert point.values[(TASK, "acc_after")] == [0.75]
+    assert cached_grpo(tmp_path, tiny_lm_checkpoint, new)
+    assert not cached_grpo(tmp_path, tiny_lm_checkpoint, old)

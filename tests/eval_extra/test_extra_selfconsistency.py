@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,8 +64,6 @@ class _Scripted:
 
 
 def test_self_consistency_rows_and_cache(tiny_lm_checkpoint, tiny_corpus, tmp_path):
-    import json
-
     items = [json.loads(x) for x in
              (tiny_corpus / "eval" / "gsm8k_proxy.jsonl").read_text().splitlines()[:2]]
     t0, t1 = int(items[0]["target"]), int(items[1]["target"])
@@ -75,7 +75,7 @@ def test_self_consistency_rows_and_cache(tiny_lm_checkpoint, tiny_corpus, tmp_pa
                            "maj@4": 0.5, "cov@4": 1.0}
     rows = read_rows(tmp_path)
     assert {r.metric for r in rows} == set(res.metrics) and {r.task for r in rows} == {TASK}
-    assert all(r.n == 2 and r.step == 7 and r.extra["sc"]["r_max"] == 2 for r in rows)
+    assert all(r.n == 2 and r.step == 7 and r.extra["settings"]["r_max"] == 2 for r in rows)
     gen = _Scripted(script)
     again = self_consistency(tiny_lm_checkpoint, tiny_corpus, s, results=tmp_path, generator=gen)
     assert again.cached and gen.calls == 0 and again.metrics == res.metrics
@@ -88,3 +88,33 @@ def test_self_consistency_end_to_end_is_deterministic(tiny_lm_checkpoint, tiny_c
     assert a.completions == b.completions and a.metrics == b.metrics
     assert [len(c) for c in a.completions] == [4, 4]
     assert set(a.metrics) == {f"{m}@{n}" for m in ("maj", "cov") for n in (1, 2, 4)}
+
+
+def test_self_consistency_stale_settings_replaced_not_added(tiny_lm_checkpoint, tiny_corpus,
+                                                            tmp_path):
+    """Other settings replace the checkpoint's part: the table never holds two answers
+    (which the claims would average as if they were two seeds)."""
+    from optimal_sparsity.claims.data import final_points
+
+    always = {i: [7, 7, 7, 7] for i in range(2)}  # maj@1 = 0 (7 is not the answer)
+    items = [json.loads(x) for x in
+             (tiny_corpus / "eval" / "gsm8k_proxy.jsonl").read_text().splitlines()[:2]]
+    right = {i: [int(it["target"])] * 4 for i, it in enumerate(items)}  # maj@1 = 1
+    old, new = SCSettings(r_max=2, n_problems=2, seed=0), SCSettings(r_max=1, n_problems=2)
+    self_consistency(tiny_lm_checkpoint, tiny_corpus, old, results=tmp_path,
+                     generator=_Scripted(always))
+    res = self_consistency(tiny_lm_checkpoint, tiny_corpus, new, results=tmp_path,
+                           generator=_Scripted(right))
+    assert not res.cached and res.metrics["maj@1"] == 1.0
+    rows = read_rows(tmp_path)
+    assert [r.value for r in rows if r.metric == "maj@1"] == [1.0]  # one value, the new one
+    assert {r.metric for r in rows} == {"maj@1", "cov@1", "maj@2", "cov@2"}
+    assert all(r.extra["settings"] == new.to_dict() for r in rows)
+    (point,) = final_points(rows)
+    assert point.values[(TASK, "maj@1")] == [1.0]
+    # and back: the part made with `new` is not served for `old`
+    gen = _Scripted(always)
+    back = self_consistency(tiny_lm_checkpoint, tiny_corpus, old, results=tmp_path,
+                            generator=gen)
+    assert not back.cached and gen.calls == 2
+    assert [r.value for r in read_rows(tmp_path) if r.metric == "maj@1"] == [0.0]

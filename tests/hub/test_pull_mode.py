@@ -60,3 +60,31 @@ def test_pull_mode_refuses_unpinned(tmp_path):
     assert "--allow-unpinned" in out.getvalue()
     res = json.loads((tmp_path / "pull" / "fig5" / "result.json").read_text())
     assert "pins no revision" in res["skipped"]
+
+
+def test_pull_mode_never_overwrites_a_retrain_run_json(tmp_path):
+    retrain = tmp_path / "smoke" / "run.json"
+    retrain.parent.mkdir(parents=True)
+    retrain.write_text('{"mode": "retrain", "scale": "smoke"}\n')
+    before = retrain.read_bytes()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["fig5", "--mode", "pull", "--scale", "smoke", "--results", str(tmp_path)])
+    assert code == 0, err.getvalue()
+    assert retrain.read_bytes() == before  # the retrain run's record is untouched
+    pulled = json.loads((tmp_path / "pull" / "run.json").read_text())
+    assert pulled["mode"] == "pull" and pulled["figures"] == ["fig5"]
+
+
+def test_pull_mode_report_links_its_own_images(tmp_path):
+    from optimal_sparsity.figures.render import FigureResult
+    from optimal_sparsity.report.build import RunInfo, write_report
+
+    outputs = {"png": "fig7/fig7.png"}
+    html, md = write_report(tmp_path, [FigureResult("fig7", "pull", "smoke", outputs=outputs)],
+                            RunInfo("pull", "smoke", 1.0, "./reproduce fig7 --mode pull"))
+    for text in (html.read_text(), md.read_text()):
+        assert "pull/fig7/fig7.png" in text and "smoke/fig7/fig7.png" not in text
+    html, _ = write_report(tmp_path, [FigureResult("fig7", "retrain", "smoke", outputs=outputs)],
+                           RunInfo("retrain", "smoke", 1.0, "./reproduce fig7"))
+    assert "smoke/fig7/fig7.png" in html.read_text()

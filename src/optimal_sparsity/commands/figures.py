@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from optimal_sparsity.figures.registry import FIGURES
-from optimal_sparsity.paths import REPO
+from optimal_sparsity.paths import REPO, mode_dir
 
 RESULTS_DIR = REPO / "results"
 
@@ -86,19 +86,19 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.errors import UserError
     from optimal_sparsity.figures.render import load_result
     from optimal_sparsity.references import pin
-    from optimal_sparsity.results.table import read_rows
 
-    base = args.results / args.scale
+    base = mode_dir(args.results, "retrain", args.scale)
     run_file = base / "run.json"
     if not run_file.is_file():
         raise UserError(f"no finished run at {base}: run `./reproduce --scale {args.scale}` first")
     run = json.loads(run_file.read_text())
     from optimal_sparsity.study.design import get_design
+    from optimal_sparsity.study.pipeline import rows_of
     from optimal_sparsity.study.sweep import plan_runs
 
     # Only the current design's runs: a results directory may hold an older design's rows.
-    wanted = {r.config.fingerprint() for r in plan_runs(get_design(args.scale))}
-    rows = [r for r in read_rows(base / "table") if r.source == "retrain" and r.run in wanted]
+    rows = [r for r in rows_of(plan_runs(get_design(args.scale)), base / "table")
+            if r.source == "retrain"]
     verdicts, pngs = {}, {}
     for fig in FIGURES:
         res = load_result(base, fig.id)

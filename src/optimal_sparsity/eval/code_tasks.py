@@ -190,7 +190,8 @@ def code_eval(checkpoint: str | Path, task: str, *, results: str | Path | None =
                             allow_unconfined=allow_unconfined)
     if results is not None:
         ident = checkpoint_identity(checkpoint)
-        write_part(results, part_name(ident["run"], ident["step"], task, limit, max_new_tokens),
+        settings = {"limit": limit, "max_new_tokens": max_new_tokens}
+        write_part(results, part_name(ident["run"], ident["step"], task),  # replaced, not added
                    make_rows(ident, task, {"pass@1": res.pass_at_1}, n=res.n,
-                             extra={"statuses": res.counts(), "max_new_tokens": max_new_tokens}))
+                             extra={"statuses": res.counts(), "settings": settings}))
     return res

@@ -39,7 +39,13 @@ import torch
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-from optimal_sparsity.results.table import PARTS, Row, part_name, write_part
+from optimal_sparsity.results.table import (
+    Row,
+    cached_part,
+    part_name,
+    settings_key,
+    write_part,
+)
 
 TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "paper_task_loss",
                           "paper_accuracy")
@@ -100,7 +106,7 @@ class EvalSettings:
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
                 "paper_task_loss": ("limit",),
                 "paper_accuracy": ("limit", "paper_backend")}[tier]
-        return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
+        return settings_key({k: getattr(self, k) for k in keys})
 
 
 class TierSkipped(Exception):  # a reason, not a failure
@@ -342,17 +348,6 @@ class TierStatus:
     reason: str = ""
 
 
-def _read_part(root: Path, name: str) -> list[Row]:
-    path = root / PARTS / name
-    if not path.is_file():
-        return []
-    try:
-        return [Row.from_dict(json.loads(line)) for line in path.read_text().splitlines()
-                if line.strip()]
-    except (json.JSONDecodeError, TypeError):
-        return []  # a corrupt part is recomputed and replaced
-
-
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
     old = torch.get_num_threads()
@@ -406,10 +401,9 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
         for tier in settings.tiers:
             name = part_name("eval", identity["run"], identity["model"], identity["step"],
                              source, tier)
-            key = settings.tier_key(tier)
-            cached = _read_part(root, name)
-            if (cached and not settings.force
-                    and all(r.extra.get("settings") == key for r in cached)):
+            cached = None if settings.force else cached_part(root, name,
+                                                             settings.tier_key(tier))
+            if cached is not None:
                 log(f"{tier}: cached ({len(cached)} rows)")
                 out += cached
                 if statuses is not None:

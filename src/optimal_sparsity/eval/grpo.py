@@ -375,16 +375,34 @@ def _write_summary(out: Path, checkpoint: Path, r: GRPOResult) -> None:
         "log_history": r.log_history})
 
 
+def grpo_part(checkpoint: str | Path, task: str = TASK) -> str:
+    """The results part of GRPO from ``checkpoint`` on the prompt set of ``task``: one per
+    question, whatever the settings (they live in its rows)."""
+    from optimal_sparsity.eval.rows import checkpoint_identity
+    from optimal_sparsity.results.table import part_name
+
+    ident = checkpoint_identity(checkpoint)
+    return part_name(ident["run"], ident["step"], task)
+
+
+def cached_grpo(results: str | Path, checkpoint: str | Path, settings: GRPOSettings,
+                task: str = TASK) -> bool:
+    """True if the table holds this GRPO run's rows, made with these settings."""
+    from optimal_sparsity.results.table import cached_part
+
+    return cached_part(results, grpo_part(checkpoint, task), settings.to_dict()) is not None
+
+
 def write_grpo_rows(results: str | Path, checkpoint: str | Path, r: GRPOResult,
                     task: str = TASK) -> Path:
+    """Write (or replace) the part of this GRPO run: rows from older settings never stay
+    beside the new ones."""
     from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-    from optimal_sparsity.results.table import part_name, write_part
+    from optimal_sparsity.results.table import write_part
 
     ident = checkpoint_identity(checkpoint)
     rows = make_rows(ident, task, r.metrics(), n=r.before.n,
-                     extra={"grpo": r.settings.to_dict(), "wall_s": round(r.wall_s, 1),
+                     extra={"settings": r.settings.to_dict(), "wall_s": round(r.wall_s, 1),
                             "train_reward_first": r.train_reward_first,
                             "train_reward_last": r.train_reward_last})
-    return write_part(results, part_name(ident["run"], ident["step"], task,
-                                         r.settings.to_dict()), rows)
-
+    return write_part(results, grpo_part(checkpoint, task), rows)

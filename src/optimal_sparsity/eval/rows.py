@@ -23,7 +23,8 @@ def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
     tokens = int(meta.get("tokens") or 0)
     from optimal_sparsity.train.config import TrainConfig
 
-    run = TrainConfig.from_dict(train).fingerprint() if train else cfg.fingerprint()
+    fp = meta.get("corpus_fingerprint")
+    run = TrainConfig.from_dict(train).run_id(fp) if train else cfg.fingerprint()
     post = meta.get("posttrain")
     if post:  # e.g. GRPO-tuned: a run of its own, so its rows and caches never mix with the base
         digest = hashlib.sha256(json.dumps(post.get("settings", post), sort_keys=True)
@@ -34,7 +35,7 @@ def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
             "E": cfg.n_experts, "k": cfg.top_k, "n_layers": cfg.n_layers,
             "total_params": pc.total, "active_params": pc.active,
             "tpp": tokens / pc.total if tokens else 0.0, "config_hash": cfg.fingerprint(),
-            "corpus": str(meta.get("corpus_fingerprint") or "")}
+            "corpus": str(fp or "")}
 
 
 def make_rows(identity: dict[str, Any], task: str, metrics: dict[str, float], n: int,

@@ -11,8 +11,9 @@ N = 1, 2, 4, ..., 2^r_max, over the *first* N samples:
 
 Samples for one problem are drawn in one seeded call (seed = settings.seed + problem
 index), so a result does not depend on which other problems ran. Rows go to the
-results table (task ``gsm8k_proxy_sc``), one part per checkpoint and settings; an
-existing part is the cache.
+results table (task ``gsm8k_proxy_sc``), one part per checkpoint, with the settings in
+every row: a part made with the same settings is the cache, one made with other
+settings is replaced.
 """
 
 from __future__ import annotations
@@ -134,17 +135,17 @@ def self_consistency(checkpoint: str | Path, corpus: str | Path,
 
     from optimal_sparsity.checkpoint import verify_checkpoint
     from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-    from optimal_sparsity.results.table import PARTS, Row, part_name, write_part
+    from optimal_sparsity.results.table import cached_part, part_name, write_part
 
     settings = settings or SCSettings()
     verify_checkpoint(checkpoint)
     ident = checkpoint_identity(checkpoint)
-    part = part_name(ident["run"], ident["step"], TASK, settings.to_dict())
-    if results is not None and not force and (Path(results) / PARTS / part).is_file():
-        lines = (Path(results) / PARTS / part).read_text().splitlines()
-        rows = [Row.from_dict(json.loads(x)) for x in lines if x.strip()]
-        return SCResult(settings, {r.metric: r.value for r in rows},
-                        rows[0].n if rows else 0, 0.0, cached=True)
+    part = part_name(ident["run"], ident["step"], TASK)
+    rows = None if results is None or force else cached_part(results, part,
+                                                             settings.to_dict())
+    if rows:
+        return SCResult(settings, {r.metric: r.value for r in rows}, rows[0].n, 0.0,
+                        cached=True)
     items = _items(corpus, settings.n_problems)
     start = time.monotonic()
     if generator is not None:
@@ -163,5 +164,5 @@ def self_consistency(checkpoint: str | Path, corpus: str | Path,
     if results is not None:
         write_part(results, part, make_rows(
             ident, TASK, metrics, n=len(items),
-            extra={"sc": settings.to_dict(), "wall_s": round(wall, 1)}))
+            extra={"settings": settings.to_dict(), "wall_s": round(wall, 1)}))
     return SCResult(settings, metrics, len(items), wall, answers, texts)

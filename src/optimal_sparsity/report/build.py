@@ -10,7 +10,7 @@ from optimal_sparsity.atomic import write_text
 from optimal_sparsity.claims.registry import CLAIMS_BY_ID
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
-from optimal_sparsity.paths import REPO
+from optimal_sparsity.paths import REPO, mode_dir
 from optimal_sparsity.provenance import provenance
 from optimal_sparsity.references import references_dir
 
@@ -34,6 +34,12 @@ def _rel(path: Path, start: Path | None = None) -> str:
     import os
 
     return os.path.relpath(path, start or REPO)
+
+
+def _image(out_dir: Path, res: FigureResult) -> str:
+    """The figure's PNG relative to the report: in the directory of the run's own mode."""
+    return Path(_rel(mode_dir(out_dir, res.mode, res.scale) / res.outputs["png"],
+                     out_dir)).as_posix()
 
 
 def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
@@ -77,7 +83,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
         if res.skipped:
             md += [f"Skipped: {res.skipped}", ""]
         else:
-            md += [f"![{res.figure}]({info.scale}/{res.outputs['png']})", ""]
+            md += [f"![{res.figure}]({_image(out_dir, res)})", ""]
         pinned = _pinned_png(res.figure)
         if pinned is not None:
             md += [f"Pinned full-scale reference: `{_rel(pinned)}`", ""]
@@ -98,7 +104,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
     for res in results:
         spec = FIGURES_BY_ID[res.figure]
         body = (f"<p class='skip'>Skipped: {esc(res.skipped)}</p>" if res.skipped else
-                f"<figure><img src='{esc(info.scale)}/{esc(res.outputs['png'])}' "
+                f"<figure><img src='{esc(_image(out_dir, res))}' "
                 f"alt='{esc(res.figure)}'><figcaption>This run ({esc(label)})</figcaption>"
                 "</figure>")
         pinned = _pinned_png(res.figure)

@@ -4,7 +4,7 @@ Base tiers (pre-training loss, task loss, accuracy) run on the final checkpoint;
 adds pre-training loss and accuracy on the intermediate checkpoints; Fig 6, 10 and 11
 add self-consistency, GRPO on one or two prompt sets, and few-shot accuracy on the
 design's post-training family. Every result is a results-table part: what exists with the
-same settings is not recomputed.
+same settings is not recomputed, and one made with other settings is replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
 from optimal_sparsity.figures.spec import FigureSpec
-from optimal_sparsity.results.table import PARTS, part_name
 from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.sweep import PointRun
 
@@ -60,16 +59,11 @@ def evaluate_run(run: PointRun, design: StudyDesign, spec: FigureSpec, table: Pa
 
 def _grpo(run: PointRun, design: StudyDesign, final: Path, corpus: Path, table: Path,
           prompt_set: str, log) -> None:
-    from optimal_sparsity.eval.grpo import PROMPT_SETS, get_preset, run_grpo
-    from optimal_sparsity.eval.rows import checkpoint_identity
+    from optimal_sparsity.eval.grpo import PROMPT_SETS, cached_grpo, get_preset, run_grpo
 
     settings = get_preset(design.eval.grpo_preset).replace(
         seed=run.seed, **dict(design.eval.grpo_overrides))
-    ident = checkpoint_identity(final)
-    task = PROMPT_SETS[prompt_set]
-    part = Path(table) / PARTS / part_name(ident["run"], ident["step"], task,
-                                            settings.to_dict())
-    if part.is_file():
+    if cached_grpo(table, final, settings, PROMPT_SETS[prompt_set]):
         return
     key = json.dumps([prompt_set, settings.to_dict()], sort_keys=True)
     out = run.run_dir / "grpo" / hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
-from optimal_sparsity.paths import REPO
+from optimal_sparsity.paths import REPO, mode_dir
 from optimal_sparsity.references import load_scaled
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
@@ -64,18 +64,23 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
     for i, run in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] evaluate {run.point.label} seed {run.seed} ({spec.id})")
         evaluate_run(run, design, spec, table)
-    wanted = {r.config.fingerprint() for r in runs}
+    return rows_of(runs, table)
+
+
+def rows_of(runs: list[PointRun], table: Path) -> list[Row]:
+    """The rows of ``table`` that belong to ``runs`` (matched by run id, never by path)."""
+    wanted = {r.run_id for r in runs}
     return [r for r in read_rows(table) if r.run in wanted]
 
 
 def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -> FigureResult:
     spec = get_figure(fig_id)
     t0 = time.perf_counter()
-    out_dir = opts.results / opts.scale
+    out_dir = mode_dir(opts.results, opts.mode, opts.scale)
     if opts.mode == "pull":
         from optimal_sparsity.study.pull_mode import run_pull_figure
 
-        res = run_pull_figure(spec, opts, opts.results / "pull", log)
+        res = run_pull_figure(spec, opts, out_dir, log)
     elif opts.mode == "retrain":
         design = get_design(opts.scale)
         if "code" in spec.tiers:
@@ -105,7 +110,7 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
     from optimal_sparsity.atomic import write_json
     from optimal_sparsity.provenance import provenance
 
-    run_file = opts.results / opts.scale / "run.json"
+    run_file = mode_dir(opts.results, opts.mode, opts.scale) / "run.json"
     write_json(run_file, {"figures": ids, "mode": opts.mode, "scale": opts.scale, "wall_s": wall,
                           "cold_run": _cold_run(run_file, ids, wall, command),
                           "command": command, **provenance()})

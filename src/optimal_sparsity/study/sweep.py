@@ -1,7 +1,8 @@
 """Train and evaluate a design's grid points: cached by config, resumable, lockable.
 
-Each (grid point, seed) is one run directory ``<home>/runs/<key>`` where the key hashes
-the training config with the corpus identified by its fingerprint (not its path). A
+Each (grid point, seed) is one run directory ``<home>/runs/<run id>``, the run id
+(``TrainConfig.run_id``) hashing the training config with the corpus identified by its
+fingerprint (not its path); the results rows of the run's checkpoints carry the same id. A
 finished run is skipped; an interrupted one resumes from its last checkpoint; a file
 lock stops two sweeps from training the same run at once. Evaluation results are cached
 by the evaluation code itself (one results part per checkpoint and tier).
@@ -12,7 +13,6 @@ run through submitit; the grid goes to a cluster with ``--launcher slurm``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ class PointRun:
     seed: int
     config: TrainConfig
     run_dir: Path
+    run_id: str  # TrainConfig.run_id: the run directory's name and its rows' ``run``
 
     @property
     def finished(self) -> bool:
@@ -53,12 +54,6 @@ class PointRun:
         return ckpts[-1:] if which == "final" else ckpts
 
 
-def run_key(cfg: TrainConfig, corpus_fingerprint: str) -> str:
-    d = cfg.to_dict()
-    d["corpus"] = corpus_fingerprint
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def plan_runs(design: StudyDesign, points: tuple[GridPoint, ...] | None = None,
               seeds: tuple[int, ...] | None = None, root: Path | None = None) -> list[PointRun]:
     corpus_dir = ensure_corpus(design.corpus)
@@ -68,7 +63,8 @@ def plan_runs(design: StudyDesign, points: tuple[GridPoint, ...] | None = None,
     for point in points or design.points:
         for seed in seeds or design.seeds:
             cfg = design.train_config(point, seed, str(corpus_dir))
-            runs.append(PointRun(point, seed, cfg, root / run_key(cfg, fp)))
+            run_id = cfg.run_id(fp)
+            runs.append(PointRun(point, seed, cfg, root / run_id, run_id))
     return runs
 
 

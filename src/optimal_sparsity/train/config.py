@@ -98,3 +98,14 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_id(self, corpus_fingerprint: str | None) -> str:
+        """The identity of a training run: this config with its corpus named by content
+        (the corpus fingerprint), not by path. It names the run directory of a sweep and
+        the ``run`` of every results row of the run's checkpoints, so moving the data
+        (``$OPTIMAL_SPARSITY_HOME``, a corpus directory) keeps both. Without a fingerprint
+        (a checkpoint written without one) the corpus path stands in."""
+        d = self.to_dict()
+        if corpus_fingerprint:
+            d["corpus"] = corpus_fingerprint
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

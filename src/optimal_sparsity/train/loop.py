@@ -2,7 +2,7 @@
 
 Run directory::
 
-    train_config.json      the TrainConfig (a resumed run must match it)
+    train_config.json      the TrainConfig and its run id (a resumed run must have the same id)
     metrics.jsonl          one line per step (+ validation and expert-load records)
     checkpoints/step-N/    model + optimizer + RNG + data position (see state.py)
     summary.json           written at the end: final losses, throughput, sizes
@@ -118,11 +118,15 @@ class Trainer:
         return self.out / "metrics.jsonl"
 
     def _check_run_dir(self) -> None:
+        """Refuse a directory that holds another run. Runs are compared by run id (the
+        corpus by fingerprint, not path), so a run whose data moved resumes in place."""
         path = self.out / "train_config.json"
-        want = {"train": self.cfg.to_dict(), "world_size": self.world}
+        run_id = self.cfg.run_id(read_corpus_meta(self.corpus).get("fingerprint"))
+        want = {"train": self.cfg.to_dict(), "world_size": self.world, "run": run_id}
         if path.is_file():
             have = json.loads(path.read_text())
-            if have != want:
+            keys = ("run", "world_size") if "run" in have else ("train", "world_size")
+            if any(have.get(k) != want[k] for k in keys):
                 raise UserError(f"{self.out} holds a run with a different training config "
                                 f"(see {path}); use another --out to start a new run")
         elif self.rank == 0:
