@@ -68,14 +68,19 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
     return [r for r in read_rows(table) if r.run in wanted]
 
 
+def figures_dir(opts: Options) -> Path:
+    """Where one mode and scale writes its figures (``<results>/<scale>`` or ``/pull``)."""
+    return opts.results / ("pull" if opts.mode == "pull" else opts.scale)
+
+
 def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -> FigureResult:
     spec = get_figure(fig_id)
     t0 = time.perf_counter()
-    out_dir = opts.results / opts.scale
+    out_dir = figures_dir(opts)
     if opts.mode == "pull":
         from optimal_sparsity.study.pull_mode import run_pull_figure
 
-        res = run_pull_figure(spec, opts, opts.results / "pull", log)
+        res = run_pull_figure(spec, opts, out_dir, log)
     elif opts.mode == "retrain":
         design = get_design(opts.scale)
         if "code" in spec.tiers:
@@ -101,7 +106,8 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
     results = [run_figure(f, opts, log) for f in ids]
     command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
     wall = time.perf_counter() - t0
-    html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command))
+    html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command,
+                                                          figures_dir(opts)))
     from optimal_sparsity.atomic import write_json
     from optimal_sparsity.provenance import provenance
 
