@@ -121,15 +121,20 @@ def _log_x(ax, panel: Panel, data: list[Datum]) -> None:
 
     base = 2 if panel.x in ("density", "samples") else 10
     ax.set_xscale("log", base=base)
-    xs = [d.x for d in data if d.x > 0]
     lo, hi = ax.get_xlim()
-    for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), tuple(range(1, 10))):
-        loc = ticker.LogLocator(base=base, subs=subs if base == 10 else (1.0,))
-        shown = [t for t in loc.tick_values(lo, hi) if lo <= t <= hi]
-        if len(shown) >= 3 or base == 2:
-            break
-    if base == 2 and len(shown) < 3 and xs:  # e.g. one octave: label every data value
-        loc = ticker.FixedLocator(sorted(set(xs)))
+
+    def shown(loc) -> int:
+        return sum(lo <= t <= hi for t in loc.tick_values(lo, hi))
+
+    if base == 2:  # powers of two; within one octave, every data value
+        loc = ticker.LogLocator(base=2)
+        if shown(loc) < 3:
+            loc = ticker.FixedLocator(sorted({d.x for d in data if d.x > 0}))
+    else:  # the fewest 1-2-5 style subdivisions that give three labels
+        for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), tuple(range(1, 10))):
+            loc = ticker.LogLocator(base=10, subs=subs)
+            if shown(loc) >= 3:
+                break
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(_tick_text))
     ax.xaxis.set_minor_locator(ticker.LogLocator(base=base, subs="auto"))
