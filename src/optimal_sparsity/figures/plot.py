@@ -192,6 +192,8 @@ def build_figure(spec: FigureSpec, data: ClaimData, points: list[Point], label: 
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(_wrap(f"{spec.id.upper()}: {spec.title}\n{label}", width, 10), fontsize=10)
+    if "optimum" in handles:  # the marker's entry after the series
+        handles["optimum"] = handles.pop("optimum")
     if handles:  # one legend for the figure, below the panels: never over the data
         renderer = fig.canvas.get_renderer()
         for ncol in range(min(len(handles), 6), 0, -1):
