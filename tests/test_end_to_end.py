@@ -33,8 +33,10 @@ def test_tiny_reproduction_end_to_end(tmp_path, monkeypatch):
                for v in verdicts.values())
     assert "rho" in verdicts["C1.loss-vs-params"]["statistic"]  # three points: computed
     html = (results / "report.html").read_text()
-    assert "C1.loss-vs-params" in html and "tiny/fig1/fig1.png" in html
-    assert (results / "report.md").is_file()
+    assert "C1.loss-vs-params" in html and "src='data:image/png;base64," in html
+    assert "not decidable at tiny scale" in html  # the tiny design decides no claim
+    assert (results / "report_files" / "retrain-tiny-fig1.png").is_file()
+    assert "report_files/retrain-tiny-fig1.png" in (results / "report.md").read_text()
     assert len((fig / "data.csv").read_text().splitlines()) == 1 + 4 * 3
 
     code, out, err = run_cli("pin", "--scale", "tiny", "--results", str(results))

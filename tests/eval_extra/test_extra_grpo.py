@@ -115,9 +115,12 @@ def test_one_grpo_step_changes_weights_deterministically(tiny_hf_dir, tiny_corpu
     assert "reward" in log1[0]
 
 
-def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, tmp_path):
+def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, tmp_path,
+                                              monkeypatch, capsys):
     from optimal_sparsity.checkpoint import load_checkpoint, read_config
     from optimal_sparsity.results.table import read_rows
+
+    monkeypatch.setenv("OPTIMAL_SPARSITY_PROGRESS_S", "0")  # a progress line per step
 
     s = GRPOSettings(max_steps=1, num_generations=2, per_device_batch=4,
                      max_completion_length=6, eval_n=3, eval_max_new_tokens=6,
@@ -125,6 +128,7 @@ def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, t
     res = run_grpo(tiny_lm_checkpoint, tiny_corpus, tmp_path / "out", s,
                    results=tmp_path / "results")
     assert set(res.metrics()) == {"acc_before", "acc_after", "reward_before", "reward_after"}
+    assert "GRPO: 1/1 steps (100%)" in capsys.readouterr().err
     _model, cfg = load_checkpoint(res.checkpoint)
     meta = read_config(res.checkpoint)
     assert meta["posttrain"]["method"] == "grpo" and meta["step"] == 7

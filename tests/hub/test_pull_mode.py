@@ -76,15 +76,28 @@ def test_pull_mode_never_overwrites_a_retrain_run_json(tmp_path):
     assert pulled["mode"] == "pull" and pulled["figures"] == ["fig5"]
 
 
-def test_pull_mode_report_links_its_own_images(tmp_path):
+def test_pull_mode_report_shows_its_own_images(tmp_path):
+    """The report of a pull run embeds (HTML) and copies (Markdown) the pull figures,
+    never a retrain run's figure of the same name."""
+    import base64
+
     from optimal_sparsity.figures.render import FigureResult
     from optimal_sparsity.report.build import RunInfo, write_report
 
     outputs = {"png": "fig7/fig7.png"}
-    html, md = write_report(tmp_path, [FigureResult("fig7", "pull", "smoke", outputs=outputs)],
-                            RunInfo("pull", "smoke", 1.0, "./reproduce fig7 --mode pull"))
-    for text in (html.read_text(), md.read_text()):
-        assert "pull/fig7/fig7.png" in text and "smoke/fig7/fig7.png" not in text
-    html, _ = write_report(tmp_path, [FigureResult("fig7", "retrain", "smoke", outputs=outputs)],
-                           RunInfo("retrain", "smoke", 1.0, "./reproduce fig7"))
-    assert "smoke/fig7/fig7.png" in html.read_text()
+    for mode_dir in ("pull", "smoke"):
+        (tmp_path / mode_dir / "fig7").mkdir(parents=True)
+        (tmp_path / mode_dir / "fig7" / "fig7.png").write_bytes(f"{mode_dir}-png".encode())
+
+    def embedded(mode: str) -> tuple[str, list[bytes]]:
+        html, md = write_report(tmp_path, [FigureResult("fig7", mode, "smoke", outputs=outputs)],
+                                RunInfo(mode, "smoke", 1.0, "./reproduce fig7"))
+        copies = [f.read_bytes() for f in (tmp_path / "report_files").glob(f"{mode}-*fig7.png")]
+        return html.read_text(), copies
+
+    html, copies = embedded("pull")
+    assert base64.b64encode(b"pull-png").decode() in html
+    assert base64.b64encode(b"smoke-png").decode() not in html
+    assert copies == [b"pull-png"]
+    html, copies = embedded("retrain")
+    assert base64.b64encode(b"smoke-png").decode() in html and copies == [b"smoke-png"]

@@ -294,6 +294,25 @@ def _mean_reward(history: list[dict], first: bool) -> float:
     return sum(part) / len(part)
 
 
+def _steps_progress(total: int):
+    """GRPO steps done / total with rate and ETA (trl's own bar is off: see ``_trl_config``)."""
+    from transformers import TrainerCallback
+
+    from optimal_sparsity.progress import Progress
+
+    class StepsProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = Progress(total, "GRPO", "steps")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return StepsProgress()
+
+
 def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
              settings: GRPOSettings | None = None, *, train_rows: list[dict] | None = None,
              reward_funcs: Sequence[Callable] | None = None, results: str | Path | None = None,
@@ -327,6 +346,7 @@ def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
             f"(n={before.n})")
         set_seed(settings.seed)
         trainer = build_trainer(model, tok, rows, settings, tmp / "trl", reward_funcs)
+        trainer.add_callback(_steps_progress(settings.max_steps))
         trainer.train()
         history = list(trainer.state.log_history)
         tuned = trainer.model

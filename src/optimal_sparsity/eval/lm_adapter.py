@@ -18,6 +18,10 @@ lm-eval's ``hf`` backend request by request, so both give the same scores
   or once a stop string appears; the text (special tokens skipped) is cut at the first stop
   string (lm-eval's ``postprocess_generated_text``).
 
+Progress: each request type shows requests done / total with rate and ETA (a bar on a
+terminal, a line every few seconds elsewhere; ``optimal_sparsity.progress``) unless lm-eval
+passes ``disable_tqdm=True``.
+
 Scoring batches are right-padded (the model is causal: padding after a sequence never
 changes its logits) and sorted by length. Generation left-pads each batch, runs the prompt
 once and then one token per step through the model's KV cache
@@ -28,6 +32,7 @@ a cache (any ``model(input_ids).logits``) re-runs the forward pass over the grow
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import torch
@@ -40,6 +45,8 @@ from lm_eval.models.utils import (
 )
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from optimal_sparsity.progress import Progress
+
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's hf backend default
 
 
@@ -48,7 +55,9 @@ class MoELM(TemplateLM):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 16,
                  max_length: int | None = None, device: str | torch.device = "cpu",
-                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS) -> None:
+                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, progress: str | None = None,
+                 progress_interval: float | None = None) -> None:
+        """``progress``: a ``Progress`` mode (None: a bar on a terminal, else log lines)."""
         super().__init__()
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
@@ -58,6 +67,14 @@ class MoELM(TemplateLM):
         self.max_length = int(max_length or getattr(cfg, "max_seq_len", 0) or 2048)
         self.max_gen_toks = int(max_gen_toks)
         self._prefix_text = tokenizer.decode(self.prefix_token_id) or "\0"
+        self._progress_mode, self._progress_interval = progress, progress_interval
+        self._stream = sys.stderr  # now: lm-eval runs may redirect stderr while evaluating
+        self._name = getattr(cfg, "name", None) or type(model).__name__
+
+    def _progress(self, total: int, what: str, disable_tqdm: bool) -> Progress:
+        return Progress(total, f"{self._name} {what}", "requests",
+                        mode="off" if disable_tqdm else self._progress_mode,
+                        stream=self._stream, interval=self._progress_interval)
 
     # Tokenizer --------------------------------------------------------------------------
     @property
@@ -90,7 +107,8 @@ class MoELM(TemplateLM):
             x[i, :len(r)] = torch.tensor(r, dtype=torch.long)
         return F.log_softmax(self.model(x.to(self._device)).logits.float(), dim=-1)
 
-    def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+    def _score(self, pairs: list[tuple[list[int], list[int]]], bar: Progress | None = None
+               ) -> list[tuple[float, bool]]:
         """(sum log p(continuation | context), is_greedy) per (context, continuation)."""
         out: list[tuple[float, bool] | None] = [None] * len(pairs)
         inputs = []
@@ -108,24 +126,29 @@ class MoELM(TemplateLM):
                 target = torch.tensor(cont, device=lp.device)
                 greedy = bool((lp.argmax(dim=-1) == target).all())
                 out[i] = (float(lp.gather(1, target[:, None]).sum()), greedy)
+            if bar is not None:
+                bar.update(len(idx))
         return out  # type: ignore[return-value]
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any
                               ) -> list[tuple[float, bool]]:
-        res = self._score([(ctx, cont) for _, ctx, cont in requests])
+        with self._progress(len(requests), "loglikelihood", disable_tqdm) as bar:
+            res = self._score([(ctx, cont) for _, ctx, cont in requests], bar)
         for (key, _, _), r in zip(requests, res, strict=True):
             self.cache_hook.add_partial("loglikelihood", key, r)
         return res
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         out = []
-        for (string,) in [req.args for req in requests]:
-            windows = [make_disjoint_window(w) for w in get_rolling_token_windows(
-                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                max_seq_len=self.max_length, context_len=1)]
-            total = sum(lp for lp, _ in self._score(windows))
-            self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
-            out.append(total)
+        with self._progress(len(requests), "loglikelihood_rolling", disable_tqdm) as bar:
+            for (string,) in [req.args for req in requests]:
+                windows = [make_disjoint_window(w) for w in get_rolling_token_windows(
+                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)]
+                total = sum(lp for lp, _ in self._score(windows))
+                self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
+                out.append(total)
+                bar.update()
         return out
 
     # Generation -------------------------------------------------------------------------
@@ -135,26 +158,9 @@ class MoELM(TemplateLM):
         for i, req in enumerate(requests):
             groups.setdefault(repr(sorted(req.args[1].items())), []).append(i)
         eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
-        for idx in groups.values():
-            kwargs = normalize_gen_kwargs(copy.deepcopy(requests[idx[0]].args[1]),
-                                          self.max_gen_toks)
-            if kwargs.get("do_sample"):
-                raise ValueError("MoELM generates greedily only (do_sample=True was requested)")
-            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
-            max_gen = int(kwargs.pop("max_gen_toks"))
-            if max_gen >= self.max_length:
-                raise ValueError(f"max_gen_toks ({max_gen}) must be less than the model's "
-                                 f"maximum length ({self.max_length})")
-            contexts = [self.tok_encode(requests[i].args[0],
-                                        left_truncate_len=self.max_length - max_gen)
-                        for i in idx]
-            order = sorted(range(len(idx)), key=lambda j: (-len(contexts[j]), j))
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                texts = self._greedy([contexts[j] for j in chunk], max_gen, until)
-                for j, text in zip(chunk, texts, strict=True):
-                    out[idx[j]] = text
-                    self.cache_hook.add_partial("generate_until", requests[idx[j]].args, text)
+        with self._progress(len(requests), "generate_until", disable_tqdm) as bar:
+            for idx in groups.values():
+                self._generate_group(requests, idx, eos, out, bar)
         return out  # type: ignore[return-value]
 
     def _finished(self, new: list[int], until: list[str]) -> bool:
@@ -162,6 +168,29 @@ class MoELM(TemplateLM):
             return True
         text = self.tok_decode(new)
         return any(s and s in text for s in until)
+    def _generate_group(self, requests, idx: list[int], eos: str, out: list[str | None],
+                        bar: Progress) -> None:
+        """Generate for the requests ``idx`` that share one set of generation kwargs."""
+        kwargs = normalize_gen_kwargs(copy.deepcopy(requests[idx[0]].args[1]),
+                                      self.max_gen_toks)
+        if kwargs.get("do_sample"):
+            raise ValueError("MoELM generates greedily only (do_sample=True was requested)")
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+        max_gen = int(kwargs.pop("max_gen_toks"))
+        if max_gen >= self.max_length:
+            raise ValueError(f"max_gen_toks ({max_gen}) must be less than the model's "
+                             f"maximum length ({self.max_length})")
+        contexts = [self.tok_encode(requests[i].args[0],
+                                    left_truncate_len=self.max_length - max_gen)
+                    for i in idx]
+        order = sorted(range(len(idx)), key=lambda j: (-len(contexts[j]), j))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            texts = self._greedy([contexts[j] for j in chunk], max_gen, until)
+            for j, text in zip(chunk, texts, strict=True):
+                out[idx[j]] = text
+                self.cache_hook.add_partial("generate_until", requests[idx[j]].args, text)
+            bar.update(len(chunk))
 
     def _greedy(self, contexts: list[list[int]], max_gen: int, until: list[str]) -> list[str]:
         if hasattr(self.model, "forward_cached") and all(contexts):

@@ -49,14 +49,19 @@ def train_sample(tokens: np.ndarray, seq_len: int, n: int, batch_size: int) -> B
 @torch.no_grad()
 def mean_ce(model, batches: Batches, device: str | torch.device = "cpu") -> float:
     """Token-weighted mean cross-entropy (nats) of the model over ``batches``."""
+    from optimal_sparsity.progress import Progress
+
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
+    bar = Progress(sum(len(x) for x, _ in batches), "pretrain loss", "sequences")
     for x, y in batches:
         out = model(x.to(device), labels=y.to(device), return_logits=False)
         n = y.numel()
         total += out.ce_loss.item() * n
         count += n
+        bar.update(len(x))
+    bar.close()
     model.train(was_training)
     return total / count
 

@@ -115,14 +115,18 @@ def sample_answers(generator, items: Sequence[dict], settings: SCSettings,
                    progress: Callable[[int, int], None] | None = None
                    ) -> tuple[list[list[str]], list[list[int | None]]]:
     from optimal_sparsity.eval.generation import Sampling
+    from optimal_sparsity.progress import Progress
 
     sampling = Sampling(settings.temperature, settings.top_p, settings.max_new_tokens)
     texts: list[list[str]] = []
+    bar = Progress(len(items), "self-consistency", "problems", mode="off" if progress else None)
     for i, it in enumerate(items):
         texts += generator.generate([it["prompt"]], sampling, n=settings.n_samples,
                                     seed=settings.seed + i)
         if progress:
             progress(i + 1, len(items))
+        bar.update()
+    bar.close()
     return texts, [[parse_final(t) for t in ts] for ts in texts]
 
 

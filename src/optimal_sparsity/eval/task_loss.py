@@ -99,8 +99,11 @@ def _logits(model, input_ids: torch.Tensor) -> torch.Tensor:
 def answer_nll(model, splits: Sequence[AnswerSplit], batch_size: int = 16,
                device: str | torch.device = "cpu") -> list[float]:
     """Summed NLL (nats) of each split's answer tokens; the splits must fit the model."""
+    from optimal_sparsity.progress import Progress
+
     out = [0.0] * len(splits)
     order = sorted(range(len(splits)), key=lambda i: -len(splits[i].ids))
+    bar = Progress(len(splits), "task loss", "items")
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(len(splits[i].ids) for i in idx) - 1
@@ -116,6 +119,8 @@ def answer_nll(model, splits: Sequence[AnswerSplit], batch_size: int = 16,
             target = torch.tensor(s.ids[s.n_prompt:], device=logits.device)
             logp = F.log_softmax(logits[row, pos].float(), dim=-1)
             out[i] = float(-logp.gather(1, target[:, None]).sum())
+        bar.update(len(idx))
+    bar.close()
     return out
 
 

@@ -23,6 +23,11 @@ class Panel:
     log_x: bool = True
     y_label: str = ""
 
+    @property
+    def unit_interval(self) -> bool:
+        """Accuracies and error rates: the y axis always spans [0, 1]."""
+        return self.y_label in ("accuracy", "error rate", "pass@1")
+
     def metric(self, tasks: TaskSet) -> Metric:
         if m := re.fullmatch(r"(\w+)\[(\d+)\]", self.y):
             return getattr(tasks, m.group(1))[int(m.group(2))]

@@ -1,20 +1,29 @@
-"""Write ``report.html`` and ``report.md`` from the figure results of one run."""
+"""Write ``report.html`` and ``report.md`` from the figure results of one run.
+
+Both travel on their own: ``report.html`` carries every figure inline (``data:`` URIs: one
+file to mail, or to open from any directory); ``report.md`` links copies of the same
+figures in ``report_files/`` beside it (copy the two together). Verdicts the run's scale
+has no power to decide (the design's ``decides``, applied in ``figures.render``) are
+flagged, with the verdict they would have read.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from optimal_sparsity.atomic import write_text
+from optimal_sparsity.atomic import write_bytes, write_text
 from optimal_sparsity.claims.registry import CLAIMS_BY_ID
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
-from optimal_sparsity.paths import REPO, mode_dir
+from optimal_sparsity.paths import mode_dir
 from optimal_sparsity.provenance import provenance
 from optimal_sparsity.references import references_dir
 
 COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+FILES = "report_files"  # beside report.md: the figures it shows
 
 
 @dataclass
@@ -23,6 +32,16 @@ class RunInfo:
     scale: str
     wall_s: float
     command: str
+    figures_dir: Path | None = None  # where the figures' outputs lie (default: paths.mode_dir)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One figure of the report: this run's PNG and the pinned full-scale one."""
+
+    result: FigureResult
+    png: Path | None
+    pinned: Path | None
 
 
 def _pinned_png(fig_id: str) -> Path | None:
@@ -30,16 +49,13 @@ def _pinned_png(fig_id: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def _rel(path: Path, start: Path | None = None) -> str:
-    import os
-
-    return os.path.relpath(path, start or REPO)
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
-def _image(out_dir: Path, res: FigureResult) -> str:
-    """The figure's PNG relative to the report: in the directory of the run's own mode."""
-    return Path(_rel(mode_dir(out_dir, res.mode, res.scale) / res.outputs["png"],
-                     out_dir)).as_posix()
+def undecided(result_details: dict) -> str | None:
+    """The verdict a claim would have read had the run's scale the power to decide it."""
+    return result_details.get("undecided_status")
 
 
 def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
@@ -48,8 +64,23 @@ def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
         for cid, v in res.verdicts.items():
             c = CLAIMS_BY_ID[cid]
             rows.append({"claim": cid, "figure": c.figure, "paper": c.statement,
-                         "measured": v.statistic, "verdict": v.status})
+                         "measured": v.statistic, "verdict": v.status,
+                         "undecided": undecided(v.details) or ""})
     return rows
+
+
+def _shown(results: list[FigureResult], figures_dir: Path) -> list[Shown]:
+    out = []
+    for res in results:
+        png = None if res.skipped else figures_dir / res.outputs["png"]
+        out.append(Shown(res, png if png is not None and png.is_file() else None,
+                         _pinned_png(res.figure)))
+    return out
+
+
+def _flag(undecided_status: str, scale: str) -> str:
+    return (f"not decidable at {scale} scale (would read {undecided_status}); "
+            "see the full scale")
 
 
 def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> tuple[Path, Path]:
@@ -57,18 +88,28 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
     label = f"{info.mode} mode, {info.scale} scale"
     rows = claim_rows(results)
     counts = {s: sum(r["verdict"] == s for r in rows) for s in COLORS}
+    n_flagged = sum(bool(r["undecided"]) for r in rows)
+    flagged_note = (f"{n_flagged} of {len(rows)} verdicts are flagged: this scale has no "
+                    "power to decide those claims (one seed against the full-scale seed "
+                    "spread, as the study design declares), so they read inconclusive."
+                    if n_flagged else "")
     regressions = [(r.figure, g) for r in results for g in r.regressions]
+    shown = _shown(results, info.figures_dir or mode_dir(out_dir, info.mode, info.scale))
 
-    # Markdown -----------------------------------------------------------------------
+    # Markdown (figures copied beside it) ------------------------------------------------
     md = [f"# optimal-sparsity: claim-by-claim report ({label})", "",
           f"Paper: arXiv 2508.18672. Commit `{prov['commit']}`, {prov['time']}, "
           f"{prov['hardware']}. Wall time {info.wall_s / 60:.1f} min. Command: "
           f"`{info.command}`.", "",
-          "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
-          "| claim | figure | paper says | we measured | verdict |",
-          "| --- | --- | --- | --- | --- |"]
+          "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), ""]
+    if flagged_note:
+        md += [flagged_note, ""]
+    md += ["| claim | figure | paper says | we measured | verdict |",
+           "| --- | --- | --- | --- | --- |"]
     md += [f"| {r['claim']} | {r['figure']} | {r['paper']} | {r['measured']} | "
-           f"**{r['verdict']}** |" for r in rows]
+           f"**{r['verdict']}**"
+           + (f" ({_flag(r['undecided'], info.scale)})" if r["undecided"] else "") + " |"
+           for r in rows]
     md += ["", "## Regression check against the pinned references", ""]
     if regressions:
         md += [f"- {fig}: {g}" for fig, g in regressions]
@@ -77,40 +118,48 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
         md.append(f"No regressions ({compared} values compared)." if compared
                   else "No reference values for this scale and mode.")
     md += ["", "## Figures", ""]
-    for res in results:
+    for s in shown:
+        res = s.result
         spec = FIGURES_BY_ID[res.figure]
         md += [f"### {res.figure}: {spec.title}", "", f"Paper: {spec.paper}", ""]
         if res.skipped:
             md += [f"Skipped: {res.skipped}", ""]
-        else:
-            md += [f"![{res.figure}]({_image(out_dir, res)})", ""]
-        pinned = _pinned_png(res.figure)
-        if pinned is not None:
-            md += [f"Pinned full-scale reference: `{_rel(pinned)}`", ""]
+        elif s.png is not None:
+            name = f"{FILES}/{info.mode}-{info.scale}-{res.figure}.png"
+            write_bytes(out_dir / name, s.png.read_bytes())
+            md += [f"![{res.figure}, this run]({name})", ""]
+        if s.pinned is not None:
+            name = f"{FILES}/pinned-full-{res.figure}.png"
+            write_bytes(out_dir / name, s.pinned.read_bytes())
+            md += ["Pinned full-scale reference:", "", f"![{res.figure}, full scale]({name})",
+                   ""]
     md += ["## Environment", "", *(f"- {k}: {v}" for k, v in prov["versions"].items())]
     md_path = out_dir / "report.md"
     write_text(md_path, "\n".join(md) + "\n")
 
-    # HTML ---------------------------------------------------------------------------
+    # HTML (figures inline) ----------------------------------------------------------------
     def esc(s: object) -> str:
         return html.escape(str(s))
 
     trs = "\n".join(
-        f"<tr><td><code>{esc(r['claim'])}</code></td><td>{esc(r['figure'])}</td>"
-        f"<td>{esc(r['paper'])}</td><td>{esc(r['measured'])}</td>"
+        f"<tr{' class=flagged' if r['undecided'] else ''}><td><code>{esc(r['claim'])}</code>"
+        f"</td><td>{esc(r['figure'])}</td><td>{esc(r['paper'])}</td>"
+        f"<td>{esc(r['measured'])}</td>"
         f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['verdict'])}"
-        "</span></td></tr>" for r in rows)
+        "</span>" + (f"<div class='flag'>{esc(_flag(r['undecided'], info.scale))}</div>"
+                     if r["undecided"] else "") + "</td></tr>" for r in rows)
     figs = []
-    for res in results:
+    for s in shown:
+        res = s.result
         spec = FIGURES_BY_ID[res.figure]
         body = (f"<p class='skip'>Skipped: {esc(res.skipped)}</p>" if res.skipped else
-                f"<figure><img src='{esc(_image(out_dir, res))}' "
-                f"alt='{esc(res.figure)}'><figcaption>This run ({esc(label)})</figcaption>"
-                "</figure>")
-        pinned = _pinned_png(res.figure)
-        if pinned is not None:
-            body += (f"<figure><img src='{esc(_rel(pinned, out_dir))}' alt='pinned'><figcaption>"
-                     "Pinned reference: full scale, from references/</figcaption></figure>")
+                f"<figure><img src='{_data_uri(s.png)}' alt='{esc(res.figure)}, this run'>"
+                f"<figcaption>This run ({esc(label)})</figcaption></figure>"
+                if s.png is not None else "<p class='skip'>No figure was written.</p>")
+        if s.pinned is not None:
+            body += (f"<figure><img src='{_data_uri(s.pinned)}' alt='{esc(res.figure)}, "
+                     "pinned full scale'><figcaption>Pinned reference: full scale, from "
+                     "references/</figcaption></figure>")
         figs.append(f"<section><h3>{esc(res.figure)}: {esc(spec.title)}</h3>"
                     f"<p class='paper'>Paper: {esc(spec.paper)}</p><div class='figs'>{body}"
                     "</div></section>")
@@ -120,6 +169,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
     env = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in prov["versions"].items())
     summary = " ".join(f"<span class='v' style='background:{c}'>{counts[s]} {esc(s)}</span>"
                        for s, c in COLORS.items())
+    flagged_html = f"<p class='flag'>{esc(flagged_note)}</p>" if flagged_note else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>optimal-sparsity report ({esc(label)})</title>
@@ -128,8 +178,9 @@ body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#
 line-height:1.4;padding:0 1rem}}
 table{{border-collapse:collapse;width:100%;font-size:.88rem}}
 th,td{{border:1px solid #d0d7de;padding:.35rem .5rem;vertical-align:top;text-align:left}}
-th{{background:#f6f8fa}}
+th{{background:#f6f8fa}} tr.flagged{{background:#fff8c5}}
 .v{{color:#fff;border-radius:1rem;padding:.1rem .55rem;white-space:nowrap;font-size:.8rem}}
+.flag{{color:#7d4e00;font-size:.8rem}}
 .figs{{display:flex;flex-wrap:wrap;gap:1rem}} figure{{margin:0}}
 img{{max-width:100%;border:1px solid #d0d7de}} .paper{{color:#57606a}} .skip{{color:#9a6700}}
 figcaption{{font-size:.8rem;color:#57606a}}
@@ -138,7 +189,7 @@ figcaption{{font-size:.8rem;color:#57606a}}
 <p>{esc(label)} &middot; commit <code>{esc(prov['commit'])}</code> &middot; {esc(prov['time'])}
 &middot; {esc(prov['hardware'])} &middot; wall time {info.wall_s / 60:.1f} min &middot;
 command <code>{esc(info.command)}</code></p>
-<p>{summary}</p>
+<p>{summary}</p>{flagged_html}
 <h2>Claims</h2>
 <table><thead><tr><th>claim</th><th>figure</th><th>paper says</th><th>we measured
 (90% interval under seed noise)</th><th>verdict</th></tr></thead><tbody>

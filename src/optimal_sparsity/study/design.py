@@ -123,7 +123,8 @@ def _designs() -> dict[str, StudyDesign]:
                       sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=6,
                       grpo_overrides=(("max_steps", 2), ("eval_n", 4), ("n_prompts", 16),
                                       ("per_device_batch", 8), ("num_generations", 4))),
-        posttrain_family=(32, 1), intermediate_fractions=(0.5,))
+        posttrain_family=(32, 1), intermediate_fractions=(0.5,),
+        decides=())  # 48k tokens and one seed: it checks the wiring, it decides no claim
     # smoke and full share one corpus recipe (RESULTS.md, "design record"): records-style
     # knowledge with few enough facts that each is seen hundreds of times (the memorization
     # probe: below ~100 exposures nothing is recalled at any size), 2-3 step arithmetic with a

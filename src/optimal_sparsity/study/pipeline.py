@@ -48,6 +48,65 @@ def _label(design: StudyDesign, mode: str) -> str:
             if mode == "retrain" else "released checkpoints (pull mode)")
 
 
+class StudyClock:
+    """Overall progress of a retrain: trainings and evaluations done of those planned, and
+    an ETA from what each has cost so far (training by tokens, evaluation per run)."""
+
+    def __init__(self, to_train: list[PointRun], n_evals: int,
+                 log: Callable[[str], None]) -> None:
+        self.train_total = sum(_tokens(r) for r in to_train)
+        self.n_train, self.n_evals, self.log = len(to_train), n_evals, log
+        self.trained_runs = self.trained_tokens = self.evals = 0
+        self.train_s = self.eval_s = 0.0
+        self.t0 = time.perf_counter()
+
+    def trained(self, run: PointRun, seconds: float) -> None:
+        self.trained_runs += 1
+        self.trained_tokens += _tokens(run)
+        self.train_s += seconds
+        self.log(self.line())
+
+    def evaluated(self, seconds: float) -> None:
+        self.evals += 1
+        self.eval_s += seconds
+        self.log(self.line())
+
+    def eta_s(self) -> float:
+        """Seconds left; NaN until each kind of work still to do has been timed once."""
+        left = 0.0
+        if self.trained_tokens < self.train_total:
+            if not self.trained_tokens:
+                return float("nan")
+            left += (self.train_total - self.trained_tokens) * self.train_s / self.trained_tokens
+        if self.evals < self.n_evals:
+            if not self.evals:
+                return float("nan")
+            left += (self.n_evals - self.evals) * self.eval_s / self.evals
+        return left
+
+    def line(self) -> str:
+        from optimal_sparsity.progress import duration
+
+        eta = self.eta_s()
+        return (f"overall: {self.trained_runs}/{self.n_train} trainings, {self.evals}/"
+                f"{self.n_evals} evaluations, elapsed {duration(time.perf_counter() - self.t0)}"
+                f", ETA {duration(eta) if eta == eta else 'after the first of each'}")
+
+
+def _tokens(run: PointRun) -> int:
+    c = run.config
+    return c.total_steps(1) * c.micro_batch * c.grad_accum * c.seq_len
+
+
+def plan_clock(design: StudyDesign, ids: list[str], log: Callable[[str], None]) -> StudyClock:
+    """What ``run_figures`` will train (once per run) and evaluate (per run and figure)."""
+    specs = [get_figure(f) for f in ids]
+    specs = [s for s in specs if "code" not in s.tiers]
+    runs = {r.run_dir: r for s in specs for r in _runs_for(design, s)}
+    return StudyClock([r for r in runs.values() if not r.finished],
+                      sum(len(_runs_for(design, s)) for s in specs), log)
+
+
 def _runs_for(design: StudyDesign, spec: FigureSpec) -> list[PointRun]:
     if spec.points == "all":
         return plan_runs(design, design.points)
@@ -55,15 +114,19 @@ def _runs_for(design: StudyDesign, spec: FigureSpec) -> list[PointRun]:
 
 
 def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Options,
-                   log: Callable[[str], None]) -> list[Row]:
+                   log: Callable[[str], None], clock: StudyClock | None = None) -> list[Row]:
     """Train what is missing, evaluate what is missing, return this figure's rows."""
     from optimal_sparsity.study.evaluation import evaluate_run
 
     runs = _runs_for(design, spec)
-    train_all(runs, opts.launcher, progress=opts.progress, log=log)
+    train_all(runs, opts.launcher, progress=opts.progress, log=log,
+              trained=clock.trained if clock is not None else None)
     for i, run in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] evaluate {run.point.label} seed {run.seed} ({spec.id})")
-        evaluate_run(run, design, spec, table)
+        t0 = time.perf_counter()
+        evaluate_run(run, design, spec, table, log=lambda m: log(f"  {m}"))
+        if clock is not None:
+            clock.evaluated(time.perf_counter() - t0)
     return rows_of(runs, table)
 
 
@@ -73,10 +136,16 @@ def rows_of(runs: list[PointRun], table: Path) -> list[Row]:
     return [r for r in read_rows(table) if r.run in wanted]
 
 
-def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -> FigureResult:
+def figures_dir(opts: Options) -> Path:
+    """Where one mode and scale writes its figures (``<results>/<scale>`` or ``/pull``)."""
+    return mode_dir(opts.results, opts.mode, opts.scale)
+
+
+def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
+               clock: StudyClock | None = None) -> FigureResult:
     spec = get_figure(fig_id)
     t0 = time.perf_counter()
-    out_dir = mode_dir(opts.results, opts.mode, opts.scale)
+    out_dir = figures_dir(opts)
     if opts.mode == "pull":
         from optimal_sparsity.study.pull_mode import run_pull_figure
 
@@ -87,7 +156,7 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print) -
             res = skipped(spec, opts.mode, opts.scale, "the scaled-down study has no code "
                           "corpus; Fig 8 needs the released code models (pull mode)", out_dir)
         else:
-            rows = ensure_results(design, spec, out_dir / "table", opts, log)
+            rows = ensure_results(design, spec, out_dir / "table", opts, log, clock)
             reference = load_scaled(opts.scale) if opts.check else None
             res = render(spec, rows, out_dir, mode=opts.mode, scale=opts.scale,
                          tasks=PROXY_TASKS, label=_label(design, opts.mode),
@@ -103,10 +172,14 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
                 ) -> tuple[list[FigureResult], Path]:
     ids = fig_ids or [f.id for f in FIGURES]
     t0 = time.perf_counter()
-    results = [run_figure(f, opts, log) for f in ids]
+    clock = plan_clock(get_design(opts.scale), ids, log) if opts.mode == "retrain" else None
+    if clock is not None:
+        log(clock.line())
+    results = [run_figure(f, opts, log, clock) for f in ids]
     command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
     wall = time.perf_counter() - t0
-    html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command))
+    html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command,
+                                                          figures_dir(opts)))
     from optimal_sparsity.atomic import write_json
     from optimal_sparsity.provenance import provenance
 

@@ -88,8 +88,11 @@ def _submitit_train(run: PointRun) -> dict:
 
 
 def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | None = None,
-              log: Callable[[str], None] = print, folder: Path | None = None) -> None:
-    """Train every run that is not finished yet."""
+              log: Callable[[str], None] = print, folder: Path | None = None,
+              trained: Callable[[PointRun, float], None] | None = None) -> None:
+    """Train every run that is not finished yet; ``trained(run, seconds)`` after each."""
+    import time
+
     if launcher not in LAUNCHERS:
         raise UserError(f"unknown launcher {launcher!r}: one of {', '.join(LAUNCHERS)}")
     todo = [r for r in runs if not r.finished]
@@ -99,7 +102,10 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
     if launcher == "local":
         for i, r in enumerate(todo, 1):
             log(f"[{i}/{len(todo)}] train {r.point.label} seed {r.seed} -> {r.run_dir}")
+            t0 = time.perf_counter()
             train_run(r, progress=progress)
+            if trained is not None:
+                trained(r, time.perf_counter() - t0)
         return
     import submitit
 
@@ -109,6 +115,11 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
     ex.update_parameters(timeout_min=24 * 60, cpus_per_task=2)
     jobs = [ex.submit(_submitit_train, r) for r in todo]
     log(f"submitted {len(jobs)} jobs to {cluster} (logs in {folder})")
+    t0 = time.perf_counter()
     for job, r in zip(jobs, todo, strict=True):
         job.result()
         log(f"trained {r.point.label} seed {r.seed}")
+        if trained is not None:  # jobs run side by side: the time since the last one
+            now = time.perf_counter()
+            trained(r, now - t0)
+            t0 = now

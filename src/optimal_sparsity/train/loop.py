@@ -36,6 +36,7 @@ from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import get_config
 from optimal_sparsity.model import build_model
+from optimal_sparsity.progress import Progress
 from optimal_sparsity.train import state as st
 from optimal_sparsity.train.config import TrainConfig
 from optimal_sparsity.train.schedule import lr_at
@@ -67,7 +68,10 @@ def _dist_info() -> tuple[int, int]:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path, progress: bool | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, log_interval_s: float | None = None) -> None:
+        """``progress``: None, a bar on a terminal and else a line every
+        ``log_interval_s`` seconds (see ``optimal_sparsity.progress``) with tokens/s and
+        achieved FLOP/s; True, always the bar; False, nothing."""
         self.cfg = cfg
         self.out = Path(out)
         self.rank, self.world = _dist_info()
@@ -78,6 +82,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.progress = progress
+        self.log_interval_s = log_interval_s
 
         self.corpus = Path(cfg.corpus)
         meta = read_corpus_meta(self.corpus)
@@ -258,11 +263,11 @@ class Trainer:
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = None
         if self.rank == 0 and self.progress is not False:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=step, unit="step", file=sys.stderr,
-                       disable=None if self.progress is None else False, dynamic_ncols=True,
-                       desc=self.model_cfg.name)
+            flops = self.tokens_per_step * matmul_flops_per_token(self.model_cfg, cfg.seq_len)
+            bar = Progress(self.total_steps, f"{self.model_cfg.name} train", "steps",
+                           initial=step, mode="bar" if self.progress else None,
+                           stream=sys.stderr, interval=self.log_interval_s,
+                           rates={"tok/s": self.tokens_per_step, "FLOP/s": flops})
         t_start = time.perf_counter()
         rates: list[float] = []
         status = "finished"
@@ -280,8 +285,7 @@ class Trainer:
                     rec["val_loss"] = self.validation_loss()
                 self._log(rec)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tok_s']:.0f}")
+                    bar.update(1, loss=f"{rec['loss']:.3f}")
                 due = (cfg.ckpt_interval and step % cfg.ckpt_interval == 0)
                 if due or step in self.keep_steps or self._stop_signal is not None:
                     self.save(step, samples)
