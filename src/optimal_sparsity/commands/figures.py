@@ -25,13 +25,14 @@ def print_claims(results) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    colors = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow"}
+    colors = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
+              "not testable": "bright_black"}
     t = Table(title="Claims", show_lines=False)
     for c in ("claim", "figure", "verdict", "we measured"):
         t.add_column(c, overflow="fold")
     for res in results:
         for cid, v in res.verdicts.items():
-            t.add_row(cid, res.figure, f"[{colors[v.status]}]{v.status}[/]", v.statistic)
+            t.add_row(cid, res.figure, f"[{colors[v.status]}]{v.label}[/]", v.statistic)
     Console(width=160).print(t)
 
 

@@ -14,9 +14,13 @@ from optimal_sparsity.claims.registry import (
     CLAIMS_BY_ID,
     INCONCLUSIVE,
     ClaimData,
+    NOT_TESTABLE,
     TaskSet,
     Verdict,
+    undecided,
 )
+
+NO_POWER = "no power at this scale (one seed against the full-scale seed spread)"
 from optimal_sparsity.figures.plot import draw
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.references import Regression, check
@@ -52,7 +56,7 @@ class FigureResult:
 
 def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path) -> FigureResult:
     res = FigureResult(spec.id, mode, scale, skipped=reason,
-                       verdicts={c: Verdict(INCONCLUSIVE, f"not run: {reason}")
+                       verdicts={c: Verdict(NOT_TESTABLE, f"not run: {reason}")
                                  for c in spec.claims})
     write_json(out_dir / spec.id / "result.json", res.to_dict())
     return res
@@ -80,12 +84,8 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
             verdicts[cid] = CLAIMS_BY_ID[cid].check(data)
         except (ValueError, ArithmeticError) as err:
             verdicts[cid] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
-        v = verdicts[cid]
-        if decides is not None and cid not in decides and v.status != INCONCLUSIVE:
-            verdicts[cid] = Verdict(
-                INCONCLUSIVE, f"no power at this scale (one seed against the full-scale seed "
-                f"spread), would read {v.status}: {v.statistic}",
-                {**v.details, "undecided_status": v.status})
+        if decides is not None and cid not in decides:
+            verdicts[cid] = undecided(verdicts[cid], NO_POWER)
     regressions, compared = [], 0
     if reference is not None:
         metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}

@@ -8,13 +8,15 @@ from pathlib import Path
 
 from optimal_sparsity.atomic import write_text
 from optimal_sparsity.claims.registry import CLAIMS_BY_ID
+from optimal_sparsity.claims.stats import RULE_TEXT
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
 from optimal_sparsity.paths import REPO
 from optimal_sparsity.provenance import provenance
 from optimal_sparsity.references import references_dir
 
-COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700",
+          "not testable": "#57606a"}
 
 
 @dataclass
@@ -42,7 +44,7 @@ def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
         for cid, v in res.verdicts.items():
             c = CLAIMS_BY_ID[cid]
             rows.append({"claim": cid, "figure": c.figure, "paper": c.statement,
-                         "measured": v.statistic, "verdict": v.status})
+                         "measured": v.statistic, "verdict": v.status, "label": v.label})
     return rows
 
 
@@ -59,10 +61,11 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
           f"{prov['hardware']}. Wall time {info.wall_s / 60:.1f} min. Command: "
           f"`{info.command}`.", "",
           "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
+          f"Rule: {RULE_TEXT}", "",
           "| claim | figure | paper says | we measured | verdict |",
           "| --- | --- | --- | --- | --- |"]
     md += [f"| {r['claim']} | {r['figure']} | {r['paper']} | {r['measured']} | "
-           f"**{r['verdict']}** |" for r in rows]
+           f"**{r['label']}** |" for r in rows]
     md += ["", "## Regression check against the pinned references", ""]
     if regressions:
         md += [f"- {fig}: {g}" for fig, g in regressions]
@@ -92,7 +95,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
     trs = "\n".join(
         f"<tr><td><code>{esc(r['claim'])}</code></td><td>{esc(r['figure'])}</td>"
         f"<td>{esc(r['paper'])}</td><td>{esc(r['measured'])}</td>"
-        f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['verdict'])}"
+        f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['label'])}"
         "</span></td></tr>" for r in rows)
     figs = []
     for res in results:
@@ -134,6 +137,7 @@ figcaption{{font-size:.8rem;color:#57606a}}
 command <code>{esc(info.command)}</code></p>
 <p>{summary}</p>
 <h2>Claims</h2>
+<p>{esc(RULE_TEXT)}</p>
 <table><thead><tr><th>claim</th><th>figure</th><th>paper says</th><th>we measured
 (90% interval under seed noise)</th><th>verdict</th></tr></thead><tbody>
 {trs}

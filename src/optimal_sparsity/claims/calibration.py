@@ -1,0 +1,342 @@
+"""How often each predicate errs, measured on synthetic results from the design's own noise.
+
+A synthetic study has the grid, seeds, checkpoints and post-training points of a scale's
+design (``study.design``); every metric sits at its pinned grand mean, with Gaussian seed
+noise of the metric's pooled seed sd in the pinned references (binomial noise at the
+design's evaluation size for one-seed metrics). Checkpoints of one run share half of their
+noise variance (correlation 0.5, an assumption: the pins hold no intermediate values) and
+the train loss falls with steps. Each claim declares the structure it asserts (``PLANTS``):
+under the *null* the claim is false at its boundary (no effect; for a margin claim, an
+effect at the margin), under the *effect* it holds at ``size`` seed sds per sd of its
+covariate. ``calibrate`` runs the claim's predicate on ``draws`` such studies of each kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optimal_sparsity.accounting import count_params
+from optimal_sparsity.claims import stats
+from optimal_sparsity.claims.data import Point
+from optimal_sparsity.claims.registry import (
+    CLAIMS,
+    FEWSHOT_STABLE_SD,
+    ONE_CURVE_MARGIN,
+    PROXY_TASKS,
+    ClaimData,
+)
+from optimal_sparsity.claims.stats import STATUSES
+from optimal_sparsity.grid import scaled_config
+from optimal_sparsity.references import load_scaled, pooled_seed_sd
+from optimal_sparsity.study.design import StudyDesign, get_design
+
+T = PROXY_TASKS
+MEM_ACC, MEM_LOSS = T.memorization_acc, T.memorization_loss
+REA_ACC, REA_LOSS = T.reasoning_acc, T.reasoning_loss
+RHO_CHECKPOINTS = 0.5  # noise correlation of one run's checkpoints (assumed)
+CALIBRATION_B = 400  # bootstrap draws per predicate while calibrating
+DEFAULT_SIZE = 3.0
+
+
+@dataclass
+class Covariates:
+    """Standardised covariates of one grid point (over the design's grid)."""
+
+    u: float  # log total params
+    dens: float  # log2 density
+    logk: float  # log2 k
+    family_rank: int  # 0: smallest active budget
+    n_families: int
+    E_rank: float  # 0: fewest experts in its family .. 1: most
+
+
+Effect = Callable[[Covariates, float], float]  # (covariates, size) -> shift in noise sds
+
+
+@dataclass
+class Plant:
+    """A claim's structure: metric -> shift, the train loss's structure, and fixed per-draw
+    shot effects for few-shot metrics (sd ``shot_sd``)."""
+
+    effects: dict[tuple[str, str], Effect] = field(default_factory=dict)
+    loss_varies: bool = True  # train loss falls with total params (x for Figs 2-4)
+    shot_sd: float = 0.0
+    checkpoints: bool = False
+
+
+def _u2(c: Covariates, s: float) -> float:
+    return s * (c.u ** 2 - 1)
+
+
+def _plants(size_null: bool) -> dict[str, Plant]:
+    """The claimed structure of every claim; ``size_null``: the null variant."""
+    z = 0.0 if size_null else 1.0
+
+    def lin(attr: str, sign: float) -> Effect:
+        return lambda c, s: sign * z * s * getattr(c, attr)
+
+    def quad(sign: float, gate: float = 1.0) -> Effect:
+        return lambda c, s: sign * gate * _u2(c, s)
+
+    out = {
+        "C1.loss-vs-params": Plant({T.train_loss: lin("u", -1), T.val_loss: lin("u", -1)},
+                                   loss_varies=False),
+        "C1.hellaswag-taskloss": Plant({MEM_LOSS[1]: lin("u", -1)}),
+        "C1.gsm8k-taskloss-threshold": Plant({REA_LOSS[0]: quad(z)}),
+        "C2.memorization-monotone": Plant({m: lin("u", -1) for m in MEM_LOSS}),
+        "C2.reasoning-u-shape": Plant({m: quad(z) for m in REA_LOSS}),
+        "C2.turning-point-moves": Plant({REA_LOSS[0]: lambda c, s: s * (
+            c.u - (0.5 - c.family_rank / max(c.n_families - 1, 1)) * z) ** 2}),
+        "C3.memorization-accuracy": Plant({m: lin("u", 1) for m in MEM_ACC}),
+        "C3.gsm8k-nonmonotone": Plant({REA_ACC[0]: quad(-z)}),
+        "C4.reasoning-denser-better": Plant({m: lin("dens", 1) for m in REA_ACC},
+                                            checkpoints=True),
+        "C5.memorization-sparser": Plant({m: lin("dens", -1) for m in MEM_ACC}),
+        "C5.reasoning-small-active-sparser": Plant({REA_ACC[0]: lambda c, s: -z * s * c.dens
+                                                    * (c.family_rank == 0)}),
+        "C5.reasoning-optimum-moves-dense": Plant({REA_ACC[0]: lambda c, s: z * s * c.dens * (
+            1 if c.family_rank == c.n_families - 1 else -1 if c.family_rank == 0 else 0)}),
+        "C6.ttc-raises-accuracy": Plant({(T.sc_task, "maj@N"): lambda c, s: z * s}),
+        "C6.grpo-raises-accuracy": Plant({(T.grpo_task, "acc_after"): lambda c, s: z * s}),
+        "C6.trend-survives": Plant({REA_ACC[0]: quad(-1), (T.sc_task, "maj@N"): quad(-z),
+                                    (T.grpo_task, "acc_after"): quad(-z),
+                                    (T.grpo_task, "acc_before"): quad(-1)}),
+        "C7.memorization-tpp": Plant({m: lin("u", 1) for m in MEM_ACC}),
+        "C7.reasoning-tpp-peak": Plant({m: quad(-z) for m in REA_ACC}),
+        "C7.tpp-optimum-near-20": Plant({REA_ACC[0]: quad(-z)}),
+        "C7.larger-k-better": Plant({m: lin("logk", 1) for m in REA_ACC}),
+        "C8.code-optimum-dense": Plant(),
+        "C10.grpo-either-set": Plant({(t, "acc_after"): quad(-z)
+                                      for t in (T.grpo_task, T.grpo_second_task)}),
+        "C11.fewshot-unstable": Plant({(T.fewshot_task, "drop"): lambda c, s: -z * s * (
+            c.E_rank <= 0.5)}, shot_sd=(3 - 2 * size_null) * FEWSHOT_STABLE_SD),
+    }
+    # The one-curve claim: the null is a density effect on memorization at the margin (and
+    # no contrast); the claimed world has none on memorization and one on reasoning.
+    margin = ONE_CURVE_MARGIN
+    if size_null:
+        out["C4.memorization-one-curve"] = Plant(
+            {m: ("abs", margin) for m in (*MEM_ACC, REA_ACC[0])}, checkpoints=True)
+    else:
+        out["C4.memorization-one-curve"] = Plant({REA_ACC[0]: lin("dens", 1)},
+                                                 checkpoints=True)
+    return out
+
+
+@dataclass
+class NoiseModel:
+    design: StudyDesign
+    level: dict[tuple[str, str], float]
+    sd: dict[tuple[str, str], float]
+    eval_n: dict[str, int]
+
+    @classmethod
+    def of_scale(cls, scale: str) -> NoiseModel:
+        design = get_design(scale)
+        ref = load_scaled(scale) or load_scaled("full")
+        full = load_scaled("full")
+        if ref is None:
+            raise ValueError("calibration needs a pinned reference (references/scaled/)")
+        sums: dict[tuple[str, str], list[float]] = {}
+        for v in ref["values"]:
+            sums.setdefault((v["task"], v["metric"]), []).append(v["value"])
+        level = {m: float(np.mean(v)) for m, v in sums.items()}
+        sd = pooled_seed_sd(ref) or {}
+        for m, s in pooled_seed_sd(full).items():
+            sd.setdefault(m, s)
+        grpo = dict(design.eval.grpo_overrides).get("eval_n", 200)
+        ev = design.eval
+        n_eval = {T.sc_task: ev.sc_problems, T.grpo_task: grpo, T.grpo_second_task: grpo,
+                  T.fewshot_task: ev.fewshot_limit, "": ev.limit or 300}
+        return cls(design, level, sd, n_eval)
+
+    def sigma(self, m: tuple[str, str]) -> float:
+        if m in self.sd and self.sd[m] > 0:
+            return self.sd[m]
+        p = min(max(self.level.get(m, 0.5), 0.05), 0.95)
+        return math.sqrt(p * (1 - p) / self.eval_n.get(m[0], self.eval_n[""]))
+
+    def eval_se(self, m: tuple[str, str]) -> float:
+        p = min(max(self.level.get(m, 0.5), 0.05), 0.95)
+        return math.sqrt(p * (1 - p) / self.eval_n.get(m[0], self.eval_n[""]))
+
+
+_COVARIATES: dict[str, dict] = {}
+
+
+def _covariates(design: StudyDesign) -> dict[tuple[int, int, int, int], tuple[Covariates, Any]]:
+    if design.scale not in _COVARIATES:
+        _COVARIATES[design.scale] = _covariates_of(design)
+    return _COVARIATES[design.scale]
+
+
+def _covariates_of(design: StudyDesign) -> dict:
+    vocab = design.corpus.vocab_size
+    pcs = {g: count_params(scaled_config(g.d, g.E, g.k, n_layers=g.n_layers, vocab_size=vocab))
+           for g in design.points}
+    lp = np.array([math.log(pcs[g].total) for g in design.points])
+    ld = np.array([math.log2(g.k / g.E) for g in design.points])
+    lk = np.array([math.log2(g.k) for g in design.points])
+
+    def std(a: np.ndarray, v: float) -> float:
+        return float((v - a.mean()) / (a.std() or 1.0))
+
+    fams = sorted({(pcs[g].active, g.family) for g in design.points})
+    rank = {f: i for i, (_, f) in enumerate(fams)}
+    out = {}
+    for i, g in enumerate(design.points):
+        es = sorted(h.E for h in design.points if h.family == g.family)
+        out[(g.d, g.E, g.k, g.n_layers)] = (Covariates(
+            std(lp, lp[i]), std(ld, ld[i]), std(lk, lk[i]), rank[g.family], len(fams),
+            es.index(g.E) / max(len(es) - 1, 1)), pcs[g])
+    return out
+
+
+def simulate(noise: NoiseModel, plant: Plant, size: float, rng: np.random.Generator
+             ) -> ClaimData:
+    """One synthetic study (final points and, if the claim reads them, checkpoints)."""
+    design = noise.design
+    cov = _covariates(design)
+    tokens = design.corpus.train_tokens
+    nmax = 2 ** design.eval.sc_max_power
+    core = [T.train_loss, T.val_loss, *MEM_ACC, *MEM_LOSS, *REA_ACC, *REA_LOSS]
+    finals, checkpoints = [], []
+    shot_fx = {}
+    for g in design.points:
+        c, pc = cov[(g.d, g.E, g.k, g.n_layers)]
+        p = Point(g.d, g.E, g.k, g.n_layers, pc.total, pc.active, tokens, 1000)
+
+        def mean_of(m: tuple[str, str], g=g, c=c) -> float:
+            return _mean(noise, plant, g, c, m, size)
+
+        for m in core:
+            sd = noise.sigma(m)
+            vals = []
+            for seed in design.seeds:
+                run = f"{g.label}-{seed}"
+                e_run = rng.standard_normal()
+                vals.append(mean_of(m) + sd * e_run)
+                if plant.checkpoints and m in (T.train_loss, *MEM_ACC, *REA_ACC):
+                    for f in (*design.intermediate_fractions, 1.0):
+                        ck = _checkpoint(checkpoints, p, run, f, seed)
+                        e = e_run if f == 1.0 else RHO_CHECKPOINTS ** 0.5 * e_run + (
+                            1 - RHO_CHECKPOINTS) ** 0.5 * rng.standard_normal()
+                        shift = -0.1 * math.log(f) if m == T.train_loss else 0.0
+                        ck.values[m] = [mean_of(m) + shift + sd * e]
+                        if m != T.train_loss:
+                            ck.eval_se[m] = noise.eval_se(m)
+            p.values[m] = vals
+            if "acc" in m[1]:
+                p.eval_se[m] = noise.eval_se(m)
+        if g in design.posttrain_points:
+            _posttrain(p, g, noise, plant, size, rng, mean_of, nmax, shot_fx)
+        finals.append(p)
+    return ClaimData.of_points(finals, checkpoints if plant.checkpoints else None, T)
+
+
+def _mean(noise: NoiseModel, plant: Plant, g: Any, c: Covariates, m: tuple[str, str],
+          size: float) -> float:
+    """A final metric's expected value at one grid point under the plant."""
+    base = noise.level.get(m, 0.5)
+    if m in (T.train_loss, T.val_loss) and plant.loss_varies:
+        base -= 2 * noise.sigma(T.train_loss) * c.u
+    fx = plant.effects.get(m)
+    if fx is None:
+        return base
+    if isinstance(fx, tuple):  # ("abs", accuracy per doubling of density)
+        return base + fx[1] * math.log2(g.k / g.E)
+    return base + fx(c, size) * noise.sigma(m)
+
+
+def _checkpoint(out: list[Point], p: Point, run: str, frac: float, seed: int) -> Point:
+    step = int(1000 * frac)
+    for ck in out:
+        if ck.run == run and ck.step == step:
+            return ck
+    ck = Point(p.d, p.E, p.k, p.n_layers, p.total_params, p.active_params,
+               int(p.tokens * frac), step, (seed,), run=run)
+    out.append(ck)
+    return ck
+
+
+def _posttrain(p: Point, g: Any, noise: NoiseModel, plant: Plant, size: float,
+               rng: np.random.Generator, mean_of: Callable, nmax: int, shot_fx: dict) -> None:
+    design = noise.design
+    seeds = design.posttrain_seed_list
+
+    def put(m: tuple[str, str], mu: float) -> None:
+        se = noise.eval_se(m)
+        p.values[m] = [mu + noise.sigma(m) * rng.standard_normal() for _ in seeds]
+        p.eval_se[m] = se
+
+    base_sc = noise.level.get((T.sc_task, "maj@1"), 0.5)
+    put((T.sc_task, "maj@1"), base_sc)
+    fx = plant.effects.get((T.sc_task, "maj@N"))
+    cov = _covariates(design)[(g.d, g.E, g.k, g.n_layers)][0]
+    put((T.sc_task, f"maj@{nmax}"), base_sc + (fx(cov, size) * noise.eval_se(
+        (T.sc_task, "maj@1")) if fx else 0.0))
+    if design.gets_grpo(g):
+        for task in (T.grpo_task, T.grpo_second_task):
+            base = noise.level.get((task, "acc_before"), 0.5)
+            for when in ("acc_before", "acc_after"):
+                fx = plant.effects.get((task, when))
+                put((task, when), base + (fx(cov, size) * noise.eval_se((task, when))
+                                          if fx else 0.0))
+    base = noise.level.get((T.fewshot_task, "acc@0shot"), 0.5)
+    drop = plant.effects.get((T.fewshot_task, "drop"))
+    for s in design.eval.fewshot_shots:
+        m = (T.fewshot_task, f"acc@{s}shot")
+        key = (g.E, s)
+        if key not in shot_fx:
+            shot_fx[key] = plant.shot_sd * rng.standard_normal()
+        mu = base + shot_fx[key] + (drop(cov, size) * noise.eval_se(m) if drop and s else 0.0)
+        p.values[m] = [mu + noise.eval_se(m) * rng.standard_normal() for _ in seeds]
+        p.eval_se[m] = noise.eval_se(m)
+
+
+@dataclass(frozen=True)
+class Rates:
+    null: dict[str, float]
+    effect: dict[str, float]
+
+
+def calibrate(scale: str = "full", draws: int = 20, size: float = DEFAULT_SIZE,
+              claims: tuple[str, ...] | None = None, seed: int = 0) -> dict[str, Rates]:
+    """Per claim, the rate of each verdict under the null and under the claimed effect."""
+    noise = NoiseModel.of_scale(scale)
+    worlds = {"null": _plants(True), "effect": _plants(False)}
+    out = {}
+    old_b = stats.B
+    stats.B = CALIBRATION_B
+    try:
+        for i, c in enumerate(CLAIMS):
+            if claims is not None and c.id not in claims:
+                continue
+            rates = {}
+            for w, plants in worlds.items():
+                counts = dict.fromkeys(STATUSES, 0)
+                rng = np.random.default_rng([seed, i, w == "null"])
+                for _ in range(draws):
+                    data = simulate(noise, plants[c.id], size, rng)
+                    try:
+                        counts[c.check(data).status] += 1
+                    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                        counts[stats.INCONCLUSIVE] += 1
+                rates[w] = {s: n / draws for s, n in counts.items()}
+            out[c.id] = Rates(rates["null"], rates["effect"])
+    finally:
+        stats.B = old_b
+    return out
+
+
+def summary_line(rates: dict[str, Rates]) -> str:
+    fr = max((r.null[stats.REPRODUCED] for r in rates.values()), default=0.0)
+    fn = max((r.null[stats.NOT_REPRODUCED] for r in rates.values()), default=0.0)
+    return (f"calibration: max false reproduced {fr:.2f}, max false not reproduced {fn:.2f} "
+            f"over {len(rates)} claims")
+
