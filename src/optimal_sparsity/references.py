@@ -131,8 +131,8 @@ def recompute_tolerances(doc: dict[str, Any], old_sigmas: float = 4.0,
     for v in doc["values"]:
         ident = {k: v[k] for k in ("model", "d", "E", "k", "n_layers", "task", "metric")}
         eval_se = v.get("eval_se", math.nan)
-        if v["n_seeds"] < 2 and not math.isfinite(eval_se) and \
-                v.get("tolerance", 0) > _old_floor(v["metric"]) + 1e-12:
+        if "se" not in v and v["n_seeds"] < 2 and not math.isfinite(eval_se) and \
+                v.get("tolerance", 0) > _old_floor(v["metric"]) + 1e-12:  # an old-basis pin
             eval_se = v["tolerance"] / old_sigmas
         values.append(_entry(ident, v["value"], v["seed_std"], v["n_seeds"], eval_se,
                              fallback or {}))

@@ -53,6 +53,7 @@ class Covariates:
     family_rank: int  # 0: smallest active budget
     n_families: int
     E_rank: float  # 0: fewest experts in its family .. 1: most
+    fam_u: float = 0.0  # mean u of its family
 
 
 Effect = Callable[[Covariates, float], float]  # (covariates, size) -> shift in noise sds
@@ -90,8 +91,10 @@ def _plants(size_null: bool) -> dict[str, Plant]:
         "C1.gsm8k-taskloss-threshold": Plant({REA_LOSS[0]: quad(z)}),
         "C2.memorization-monotone": Plant({m: lin("u", -1) for m in MEM_LOSS}),
         "C2.reasoning-u-shape": Plant({m: quad(z) for m in REA_LOSS}),
-        "C2.turning-point-moves": Plant({REA_LOSS[0]: lambda c, s: s * (
-            c.u - (0.5 - c.family_rank / max(c.n_families - 1, 1)) * z) ** 2}),
+        # the U's vertex 0.3 sd of u below its family's middle for the smallest budget and
+        # above it for the largest (more total params: lower train loss)
+        "C2.turning-point-moves": Plant({REA_LOSS[0]: lambda c, s: abs(s) * (c.u - c.fam_u - (
+            2 * c.family_rank / max(c.n_families - 1, 1) - 1) * 0.3 * z * np.sign(s)) ** 2}),
         "C3.memorization-accuracy": Plant({m: lin("u", 1) for m in MEM_ACC}),
         "C3.gsm8k-nonmonotone": Plant({REA_ACC[0]: quad(-z)}),
         "C4.reasoning-denser-better": Plant({m: lin("dens", 1) for m in REA_ACC},
@@ -134,9 +137,10 @@ class NoiseModel:
     level: dict[tuple[str, str], float]
     sd: dict[tuple[str, str], float]
     eval_n: dict[str, int]
+    scale: float = 1.0  # multiplies every noise sd (known-answer tables use less noise)
 
     @classmethod
-    def of_scale(cls, scale: str) -> NoiseModel:
+    def of_scale(cls, scale: str, noise_scale: float = 1.0) -> NoiseModel:
         design = get_design(scale)
         ref = load_scaled(scale) or load_scaled("full")
         full = load_scaled("full")
@@ -153,17 +157,25 @@ class NoiseModel:
         ev = design.eval
         n_eval = {T.sc_task: ev.sc_problems, T.grpo_task: grpo, T.grpo_second_task: grpo,
                   T.fewshot_task: ev.fewshot_limit, "": ev.limit or 300}
-        return cls(design, level, sd, n_eval)
+        return cls(design, level, sd, n_eval, noise_scale)
 
-    def sigma(self, m: tuple[str, str]) -> float:
+    def unit(self, m: tuple[str, str]) -> float:
+        """The metric's seed sd at the design's noise (one-seed metrics: the evaluation's
+        binomial error): the unit of planted effects."""
         if m in self.sd and self.sd[m] > 0:
             return self.sd[m]
+        return self.eval_unit(m)
+
+    def eval_unit(self, m: tuple[str, str]) -> float:
         p = min(max(self.level.get(m, 0.5), 0.05), 0.95)
         return math.sqrt(p * (1 - p) / self.eval_n.get(m[0], self.eval_n[""]))
 
+    def sigma(self, m: tuple[str, str]) -> float:
+        """The noise sd of the synthetic values (``scale`` x the unit)."""
+        return self.scale * self.unit(m)
+
     def eval_se(self, m: tuple[str, str]) -> float:
-        p = min(max(self.level.get(m, 0.5), 0.05), 0.95)
-        return math.sqrt(p * (1 - p) / self.eval_n.get(m[0], self.eval_n[""]))
+        return self.scale * self.eval_unit(m)
 
 
 _COVARIATES: dict[str, dict] = {}
@@ -191,15 +203,37 @@ def _covariates_of(design: StudyDesign) -> dict:
     out = {}
     for i, g in enumerate(design.points):
         es = sorted(h.E for h in design.points if h.family == g.family)
+        fam_u = np.mean([std(lp, lp[j]) for j, h in enumerate(design.points)
+                         if h.family == g.family])
         out[(g.d, g.E, g.k, g.n_layers)] = (Covariates(
             std(lp, lp[i]), std(ld, ld[i]), std(lk, lk[i]), rank[g.family], len(fams),
-            es.index(g.E) / max(len(es) - 1, 1)), pcs[g])
+            es.index(g.E) / max(len(es) - 1, 1), float(fam_u)), pcs[g])
     return out
 
 
-def simulate(noise: NoiseModel, plant: Plant, size: float, rng: np.random.Generator
-             ) -> ClaimData:
-    """One synthetic study (final points and, if the claim reads them, checkpoints)."""
+class Exact:
+    """A stand-in generator for known-answer tables: seed deviations are fixed and average
+    to zero over a point's seeds (sample sd 1), so every point mean is exactly the planted
+    value while the seed spread stays that of the noise model."""
+
+    def __init__(self, n_seeds: int) -> None:
+        self.n, self.i = n_seeds, 0
+
+    def standard_normal(self) -> float:
+        dev = np.arange(self.n) - (self.n - 1) / 2
+        dev = dev / (dev.std(ddof=1) if self.n > 1 else 1.0)
+        out = float(dev[self.i % self.n]) if self.n > 1 else 0.0
+        self.i += 1
+        return out
+
+
+def simulate(noise: NoiseModel, plant: Plant, size: float,
+             rng: np.random.Generator | None) -> ClaimData:
+    """One synthetic study (final points and, if the claim reads them, checkpoints);
+    ``rng`` None: the exact table (``Exact``) with no realised noise."""
+    exact = rng is None
+    if rng is None:
+        rng = Exact(len(noise.design.seeds))
     design = noise.design
     cov = _covariates(design)
     tokens = design.corpus.train_tokens
@@ -224,8 +258,8 @@ def simulate(noise: NoiseModel, plant: Plant, size: float, rng: np.random.Genera
                 if plant.checkpoints and m in (T.train_loss, *MEM_ACC, *REA_ACC):
                     for f in (*design.intermediate_fractions, 1.0):
                         ck = _checkpoint(checkpoints, p, run, f, seed)
-                        e = e_run if f == 1.0 else RHO_CHECKPOINTS ** 0.5 * e_run + (
-                            1 - RHO_CHECKPOINTS) ** 0.5 * rng.standard_normal()
+                        e = e_run if f == 1.0 or exact else RHO_CHECKPOINTS ** 0.5 * e_run \
+                            + (1 - RHO_CHECKPOINTS) ** 0.5 * rng.standard_normal()
                         shift = -0.1 * math.log(f) if m == T.train_loss else 0.0
                         ck.values[m] = [mean_of(m) + shift + sd * e]
                         if m != T.train_loss:
@@ -234,7 +268,7 @@ def simulate(noise: NoiseModel, plant: Plant, size: float, rng: np.random.Genera
             if "acc" in m[1]:
                 p.eval_se[m] = noise.eval_se(m)
         if g in design.posttrain_points:
-            _posttrain(p, g, noise, plant, size, rng, mean_of, nmax, shot_fx)
+            _posttrain(p, g, noise, plant, size, None if exact else rng, mean_of, nmax, shot_fx)
         finals.append(p)
     return ClaimData.of_points(finals, checkpoints if plant.checkpoints else None, T)
 
@@ -244,13 +278,13 @@ def _mean(noise: NoiseModel, plant: Plant, g: Any, c: Covariates, m: tuple[str, 
     """A final metric's expected value at one grid point under the plant."""
     base = noise.level.get(m, 0.5)
     if m in (T.train_loss, T.val_loss) and plant.loss_varies:
-        base -= 2 * noise.sigma(T.train_loss) * c.u
+        base -= 2 * noise.unit(T.train_loss) * c.u
     fx = plant.effects.get(m)
     if fx is None:
         return base
     if isinstance(fx, tuple):  # ("abs", accuracy per doubling of density)
         return base + fx[1] * math.log2(g.k / g.E)
-    return base + fx(c, size) * noise.sigma(m)
+    return base + fx(c, size) * noise.unit(m)
 
 
 def _checkpoint(out: list[Point], p: Point, run: str, frac: float, seed: int) -> Point:
@@ -265,9 +299,12 @@ def _checkpoint(out: list[Point], p: Point, run: str, frac: float, seed: int) ->
 
 
 def _posttrain(p: Point, g: Any, noise: NoiseModel, plant: Plant, size: float,
-               rng: np.random.Generator, mean_of: Callable, nmax: int, shot_fx: dict) -> None:
+               rng: np.random.Generator | None, mean_of: Callable, nmax: int, shot_fx: dict
+               ) -> None:
     design = noise.design
     seeds = design.posttrain_seed_list
+    exact = rng is None
+    rng = rng or Exact(len(seeds))
 
     def put(m: tuple[str, str], mu: float) -> None:
         se = noise.eval_se(m)
@@ -278,23 +315,23 @@ def _posttrain(p: Point, g: Any, noise: NoiseModel, plant: Plant, size: float,
     put((T.sc_task, "maj@1"), base_sc)
     fx = plant.effects.get((T.sc_task, "maj@N"))
     cov = _covariates(design)[(g.d, g.E, g.k, g.n_layers)][0]
-    put((T.sc_task, f"maj@{nmax}"), base_sc + (fx(cov, size) * noise.eval_se(
+    put((T.sc_task, f"maj@{nmax}"), base_sc + (fx(cov, size) * noise.eval_unit(
         (T.sc_task, "maj@1")) if fx else 0.0))
     if design.gets_grpo(g):
         for task in (T.grpo_task, T.grpo_second_task):
             base = noise.level.get((task, "acc_before"), 0.5)
             for when in ("acc_before", "acc_after"):
                 fx = plant.effects.get((task, when))
-                put((task, when), base + (fx(cov, size) * noise.eval_se((task, when))
+                put((task, when), base + (fx(cov, size) * noise.eval_unit((task, when))
                                           if fx else 0.0))
     base = noise.level.get((T.fewshot_task, "acc@0shot"), 0.5)
     drop = plant.effects.get((T.fewshot_task, "drop"))
     for s in design.eval.fewshot_shots:
         m = (T.fewshot_task, f"acc@{s}shot")
         key = (g.E, s)
-        if key not in shot_fx:
-            shot_fx[key] = plant.shot_sd * rng.standard_normal()
-        mu = base + shot_fx[key] + (drop(cov, size) * noise.eval_se(m) if drop and s else 0.0)
+        if key not in shot_fx:  # exact: alternating +-shot_sd over shot counts
+            shot_fx[key] = plant.shot_sd * ((-1) ** s if exact else rng.standard_normal())
+        mu = base + shot_fx[key] + (drop(cov, size) * noise.eval_unit(m) if drop and s else 0.0)
         p.values[m] = [mu + noise.eval_se(m) * rng.standard_normal() for _ in seeds]
         p.eval_se[m] = noise.eval_se(m)
 

@@ -132,7 +132,7 @@ class Test:
 
     def verdict(self, level: float = stats.CI) -> Verdict:
         status, lean = stats.decide(self.est, self.rule, level)
-        pct = f"{level:.0%}" if level >= 0.9 else f"{level:.1%}"
+        pct = f"{100 * level:.3g}%"
         return Verdict(status, f"{self.what} = {self.est.fmt('.2g', level)} ({pct} interval; "
                                f"claim: {self.rule.describe()})",
                        {"value": self.est.value, "lo": self.est.interval(level)[0],
@@ -177,7 +177,10 @@ def _one(part: Part) -> Verdict:
     return claim_verdict([("", part)])
 
 
-def undecided(v: Verdict, why: str) -> Verdict:
+NO_POWER = "no power at this scale (one seed against the full-scale seed spread)"
+
+
+def undecided(v: Verdict, why: str = NO_POWER) -> Verdict:
     """A verdict a scale has no power to decide: inconclusive, keeping what it would read."""
     if v.status in (INCONCLUSIVE, NOT_TESTABLE):
         return v
@@ -308,10 +311,12 @@ def quadratic_test(points: list[Point], x: X, m: Metric, kind: str, xname: str,
     then falling; ``min``: falling then rising). Two parts, and the vertex with its interval
     in the details."""
     pts = _need_metric(points, x, m)
+    if len(pts) < 3:
+        return _missing(f"{_fmt_metric(m)}: needs >= 3 points to fit a curve; have {len(pts)}")
     xr = _xvals(pts, x)
     L = _levels(pts, levels)
-    if len(pts) < L.shape[1] + 3:
-        return _missing(f"{_fmt_metric(m)}: needs >= {L.shape[1] + 3} points to fit a curve")
+    if len(pts) < L.shape[1] + 2:
+        return _missing(f"{_fmt_metric(m)}: needs >= {L.shape[1] + 2} points to fit a curve")
     mu, sd = xr.mean(), xr.std() or 1.0
     zlo, zhi = (xr.min() - mu) / sd, (xr.max() - mu) / sd
     base = np.column_stack([((xr - mu) / sd) ** 2, (xr - mu) / sd, L])
@@ -808,4 +813,35 @@ def evaluate_claims(rows: list[Row], figure: str | None = None, tasks: TaskSet =
                 out[c.id] = c.check(data)
             except (ValueError, np.linalg.LinAlgError) as err:
                 out[c.id] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
+    return out
+
+
+def reevaluate_reference(reference: dict[str, Any], scale: str) -> dict[str, dict[str, Any]]:
+    """The verdicts a pinned reference's values reach under the current rule, without
+    re-running anything: the pin's final points (mean, seed sd, #seeds) stand for the run,
+    and for its checkpoints too (Fig 4), since a pin holds no intermediate checkpoints.
+    A claim the pin cannot re-decide (its analysis needs the run's checkpoints) keeps its
+    pinned verdict, marked as reached under the earlier rule."""
+    from dataclasses import asdict
+
+    from optimal_sparsity.claims.data import reference_points
+    from optimal_sparsity.study.design import get_design
+
+    design = get_design(scale)
+    data = ClaimData.of_points(reference_points(reference, design.corpus.train_tokens,
+                                                design.corpus.vocab_size))
+    out = {}
+    for c in CLAIMS:
+        old = reference.get("verdicts", {}).get(c.id)
+        try:
+            v = c.check(data)
+        except (ValueError, ArithmeticError) as err:
+            v = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
+        if design.decides is not None and c.id not in design.decides:
+            v = undecided(v)
+        if v.status == NOT_TESTABLE and c.figure == "fig4" and old:
+            out[c.id] = {**old, "rule": "earlier (not re-evaluated: the pin holds no "
+                                        "intermediate checkpoints; the next pin decides)"}
+            continue
+        out[c.id] = asdict(v)
     return out

@@ -32,7 +32,7 @@ B = 1000  # bootstrap draws (``draws_override`` lowers it for calibration)
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE = (
     "reproduced", "not reproduced", "inconclusive", "not testable")
 STATUSES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
-LEANS_FOR, LEANS_AGAINST = "leans toward the claim", "leans against the claim"
+LEANS_FOR, LEANS_AGAINST = "leans toward", "leans against"  # the claim
 # The rule in two sentences, for the README and the report.
 RULE_TEXT = ("A claim is reproduced when the 90% interval of its statistic lies on the claimed "
              "side (or, for a no-effect claim, inside its stated margin), not reproduced when "

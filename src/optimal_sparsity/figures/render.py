@@ -13,14 +13,12 @@ from optimal_sparsity.atomic import write_json, write_text
 from optimal_sparsity.claims.registry import (
     CLAIMS_BY_ID,
     INCONCLUSIVE,
-    ClaimData,
     NOT_TESTABLE,
+    ClaimData,
     TaskSet,
     Verdict,
     undecided,
 )
-
-NO_POWER = "no power at this scale (one seed against the full-scale seed spread)"
 from optimal_sparsity.figures.plot import draw
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.references import Regression, check
@@ -85,7 +83,7 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
         except (ValueError, ArithmeticError) as err:
             verdicts[cid] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
         if decides is not None and cid not in decides:
-            verdicts[cid] = undecided(verdicts[cid], NO_POWER)
+            verdicts[cid] = undecided(verdicts[cid])
     regressions, compared = [], 0
     if reference is not None:
         metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}
