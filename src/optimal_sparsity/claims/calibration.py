@@ -342,7 +342,7 @@ class Rates:
     effect: dict[str, float]
 
 
-def calibrate(scale: str = "full", draws: int = 20, size: float = DEFAULT_SIZE,
+def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
               claims: tuple[str, ...] | None = None, seed: int = 0) -> dict[str, Rates]:
     """Per claim, the rate of each verdict under the null and under the claimed effect."""
     noise = NoiseModel.of_scale(scale)
