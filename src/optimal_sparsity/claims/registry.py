@@ -252,7 +252,8 @@ def slope(points: list[Point], x: X, m: Metric, sign: int, what: str,
     pts = _need_metric(points, x, m)
     if len(pts) < 3:
         return _missing(f"{what}: needs >= 3 points with {_fmt_metric(m)}; have {len(pts)}")
-    fam = np.array([hash(p.family) for p in pts]) if within else np.zeros(len(pts))
+    ids = {f: i for i, f in enumerate(sorted({p.family for p in pts}))}
+    fam = np.array([ids[p.family] if within else 0 for p in pts])
 
     def stat(y: np.ndarray, xx: np.ndarray) -> np.ndarray:
         xc, yc = xx.copy(), y.copy()
@@ -388,7 +389,8 @@ def _effect(points: list[Point], x: X, effect: Callable[[Point], float], m: Metr
     if np.linalg.matrix_rank(X0) < X0.shape[1]:
         return "the grid cannot separate the effect from the loss curve and levels"
     runs = [p.run for p in pts]
-    if all(p.n(*m) == 1 for p in pts) and len(set(runs)) < len(runs):
+    if all(runs) and all(p.n(*m) == 1 for p in pts) and len(set(runs)) < len(runs):
+        # checkpoints of runs: resample whole runs
         return stats.wild_cluster(X0, np.array([p.mean(*m) for p in pts]), runs, 2,
                                   seed=_seed(m), df=len({p.key for p in pts}) - 1)
     return _resample(lambda y, xx: _batched_ols(design(xx), y)[:, 2], pts, x, m)
