@@ -64,7 +64,8 @@ class Plant:
     """A claim's structure: metric -> shift, the train loss's structure, and fixed per-draw
     shot effects for few-shot metrics (sd ``shot_sd``)."""
 
-    effects: dict[tuple[str, str], Effect] = field(default_factory=dict)
+    # an Effect, or ("abs", v): v accuracy per doubling of density, in absolute units
+    effects: dict[tuple[str, str], Effect | tuple[str, float]] = field(default_factory=dict)
     loss_varies: bool = True  # train loss falls with total params (x for Figs 2-4)
     shot_sd: float = 0.0
     checkpoints: bool = False
@@ -81,8 +82,8 @@ def _plants(size_null: bool) -> dict[str, Plant]:
     def lin(attr: str, sign: float) -> Effect:
         return lambda c, s: sign * z * s * getattr(c, attr)
 
-    def quad(sign: float, gate: float = 1.0) -> Effect:
-        return lambda c, s: sign * gate * _u2(c, s)
+    def quad(sign: float) -> Effect:  # an inverted U (sign -1) or a U in log params
+        return lambda c, s: sign * _u2(c, s)
 
     out = {
         "C1.loss-vs-params": Plant({T.train_loss: lin("u", -1), T.val_loss: lin("u", -1)},
@@ -268,7 +269,7 @@ def simulate(noise: NoiseModel, plant: Plant, size: float,
             if "acc" in m[1]:
                 p.eval_se[m] = noise.eval_se(m)
         if g in design.posttrain_points:
-            _posttrain(p, g, noise, plant, size, None if exact else rng, mean_of, nmax, shot_fx)
+            _posttrain(p, g, noise, plant, size, None if exact else rng, nmax, shot_fx)
         finals.append(p)
     return ClaimData.of_points(finals, checkpoints if plant.checkpoints else None, T)
 
@@ -299,8 +300,8 @@ def _checkpoint(out: list[Point], p: Point, run: str, frac: float, seed: int) ->
 
 
 def _posttrain(p: Point, g: Any, noise: NoiseModel, plant: Plant, size: float,
-               rng: np.random.Generator | None, mean_of: Callable, nmax: int, shot_fx: dict
-               ) -> None:
+               rng: np.random.Generator | None, nmax: int, shot_fx: dict) -> None:
+    """Self-consistency, GRPO and few-shot values of a post-trained point (its seeds)."""
     design = noise.design
     seeds = design.posttrain_seed_list
     exact = rng is None
