@@ -5,6 +5,7 @@ noise, and each claim's structure planted at +size (reproduced), -size (not repr
 not at all (inconclusive), in exact tables whose point means are the planted values.
 """
 
+import dataclasses
 import math
 import re
 
@@ -75,12 +76,22 @@ def test_known_answer_not_testable_by_design(cid):
 
 def test_known_answer_not_testable_without_data_or_noise():
     assert all(v.status == NOT_TESTABLE for v in evaluate_claims([]).values())
-    one_seed = cal.NoiseModel.of_scale("smoke", 0.3)
+    one_seed = dataclasses.replace(cal.NoiseModel.of_scale("smoke", 0.3), prior={})
     d = cal.simulate(one_seed, cal._plants(False)["C1.loss-vs-params"], SIZE, None)
-    v = CLAIMS_BY_ID["C1.loss-vs-params"].check(d)  # one seed and no evaluation error
+    v = CLAIMS_BY_ID["C1.loss-vs-params"].check(d)  # one seed, no evaluation error, no prior
     assert v.status == NOT_TESTABLE and "no noise estimate" in v.statistic
     v = CLAIMS_BY_ID["C10.grpo-either-set"].check(d)  # smoke: GRPO on one model
     assert v.status == NOT_TESTABLE
+
+
+def test_known_answer_one_seed_uses_the_full_scale_seed_noise():
+    """Smoke (one seed) takes the seed variance pinned at full scale: the same planted
+    effect is decided, with the full-scale df in its t draws."""
+    smoke = cal.NoiseModel.of_scale("smoke", 0.3)
+    assert smoke.prior and smoke.design.noise_from == "full"
+    d = cal.simulate(smoke, cal._plants(False)["C1.loss-vs-params"], SIZE, None)
+    v = CLAIMS_BY_ID["C1.loss-vs-params"].check(d)
+    assert v.status == REPRODUCED, v.statistic
 
 
 def _code_world(plant, size):

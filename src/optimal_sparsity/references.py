@@ -68,9 +68,10 @@ def tolerance(metric: str, se: float) -> float:
     return min(TOL_CAP[k], max(TOL_FLOOR[k], TOL_SES * se))
 
 
-def pooled_seed_sd(reference: dict[str, Any] | None) -> dict[tuple[str, str], float]:
+def pooled_seed_noise(reference: dict[str, Any] | None
+                      ) -> dict[tuple[str, str], tuple[float, float]]:
     """Each metric's seed sd pooled over the reference's replicated points (sum of
-    (n - 1) sd^2 over sum of (n - 1))."""
+    (n - 1) sd^2 over sum of (n - 1)), with its degrees of freedom."""
     num: dict[tuple[str, str], float] = {}
     den: dict[tuple[str, str], int] = {}
     for v in (reference or {}).get("values", []):
@@ -78,7 +79,17 @@ def pooled_seed_sd(reference: dict[str, Any] | None) -> dict[tuple[str, str], fl
             m = (v["task"], v["metric"])
             num[m] = num.get(m, 0.0) + (v["n_seeds"] - 1) * v["seed_std"] ** 2
             den[m] = den.get(m, 0) + v["n_seeds"] - 1
-    return {m: math.sqrt(num[m] / den[m]) for m in num}
+    return {m: (math.sqrt(num[m] / den[m]), float(den[m])) for m in num}
+
+
+def pooled_seed_sd(reference: dict[str, Any] | None) -> dict[tuple[str, str], float]:
+    return {m: sd for m, (sd, _) in pooled_seed_noise(reference).items()}
+
+
+def noise_prior(scale: str | None) -> dict[tuple[str, str], tuple[float, float]]:
+    """The seed noise (sd, df) pinned at ``scale``, the prior of a design that does not
+    replicate its seeds (``StudyDesign.noise_from``; none: no prior)."""
+    return pooled_seed_noise(load_scaled(scale)) if scale else {}
 
 
 def _entry(ident: dict[str, Any], value: float, sd: float, n: int, eval_se: float,

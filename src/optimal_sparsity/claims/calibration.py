@@ -32,7 +32,7 @@ from optimal_sparsity.claims.registry import (
 )
 from optimal_sparsity.claims.stats import STATUSES
 from optimal_sparsity.grid import scaled_config
-from optimal_sparsity.references import load_scaled, pooled_seed_sd
+from optimal_sparsity.references import load_scaled, noise_prior, pooled_seed_sd
 from optimal_sparsity.study.design import StudyDesign, get_design
 
 T = PROXY_TASKS
@@ -139,6 +139,8 @@ class NoiseModel:
     sd: dict[tuple[str, str], float]
     eval_n: dict[str, int]
     scale: float = 1.0  # multiplies every noise sd (known-answer tables use less noise)
+    # the predicates' noise prior, as the pipeline gives it (the full-scale pin)
+    prior: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def of_scale(cls, scale: str, noise_scale: float = 1.0) -> NoiseModel:
@@ -158,7 +160,8 @@ class NoiseModel:
         ev = design.eval
         n_eval = {T.sc_task: ev.sc_problems, T.grpo_task: grpo, T.grpo_second_task: grpo,
                   T.fewshot_task: ev.fewshot_limit, "": ev.limit or 300}
-        return cls(design, level, sd, n_eval, noise_scale)
+        prior = {m: (s * noise_scale, df) for m, (s, df) in noise_prior(design.noise_from).items()}
+        return cls(design, level, sd, n_eval, noise_scale, prior)
 
     def unit(self, m: tuple[str, str]) -> float:
         """The metric's seed sd at the design's noise (one-seed metrics: the evaluation's
@@ -271,7 +274,8 @@ def simulate(noise: NoiseModel, plant: Plant, size: float,
         if g in design.posttrain_points:
             _posttrain(p, g, noise, plant, size, None if exact else rng, nmax, shot_fx)
         finals.append(p)
-    return ClaimData.of_points(finals, checkpoints if plant.checkpoints else None, T)
+    return ClaimData.of_points(finals, checkpoints if plant.checkpoints else None, T,
+                               noise.prior)
 
 
 def _mean(noise: NoiseModel, plant: Plant, g: Any, c: Covariates, m: tuple[str, str],

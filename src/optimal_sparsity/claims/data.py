@@ -33,6 +33,8 @@ class Point:
     # (mean, seed sd, #seeds) per metric where only a summary is known (a pinned reference)
     summary: dict[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
     run: str = ""  # the run a checkpoint belongs to (the resampling cluster)
+    # (seed sd, df) per metric measured elsewhere: the noise when no point is replicated
+    prior: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> PointKey:

@@ -90,24 +90,35 @@ class Verdict:
 
 @dataclass
 class ClaimData:
+    """The points the predicates read. ``prior``: (seed sd, df) per metric from elsewhere
+    (the full-scale pin), the noise of a metric no point here has replicated seeds of."""
+
     rows: list[Row]
     tasks: TaskSet = PROXY_TASKS
     source: str | None = None
+    prior: dict[Metric, tuple[float, float]] = field(default_factory=dict)
     final: list[Point] = field(init=False)
     checkpoints: list[Point] = field(init=False)
 
     def __post_init__(self) -> None:
         self.final = final_points(self.rows, self.source)
         self.checkpoints = checkpoint_points(self.rows, self.source)
+        self._attach_prior()
+
+    def _attach_prior(self) -> None:
+        for p in (*self.final, *self.checkpoints):
+            p.prior = self.prior
 
     @classmethod
     def of_points(cls, final: list[Point], checkpoints: list[Point] | None = None,
-                  tasks: TaskSet = PROXY_TASKS) -> ClaimData:
+                  tasks: TaskSet = PROXY_TASKS,
+                  prior: dict[Metric, tuple[float, float]] | None = None) -> ClaimData:
         """Claim data from points already aggregated (a pinned reference, a simulation);
         without checkpoints, the final points stand for them."""
-        data = cls([], tasks)
+        data = cls([], tasks, prior=prior or {})
         data.final = final
         data.checkpoints = final if checkpoints is None else checkpoints
+        data._attach_prior()
         return data
 
 
@@ -201,7 +212,8 @@ def _fmt_metric(m: Metric) -> str:
 def _series(points: list[Point], m: Metric) -> tuple[np.ndarray, stats.Noise] | str:
     """A metric's point means and its noise model (or why it has none)."""
     noise = stats.pooled_noise([p.sd(*m) for p in points], [p.n(*m) for p in points],
-                               [p.eval_se.get(m, math.nan) for p in points])
+                               [p.eval_se.get(m, math.nan) for p in points],
+                               points[0].prior.get(m) if points else None)
     if isinstance(noise, str):
         return f"{_fmt_metric(m)}: {noise}"
     return np.array([p.mean(*m) for p in points]), noise
@@ -513,8 +525,8 @@ def c4_memorization(d: ClaimData) -> Verdict:
             stats.equivalence(ONE_CURVE_MARGIN))))
     mem, rea = t.memorization_acc[0], t.reasoning_acc[0]
     both = having(d.checkpoints, mem, rea)
-    em, er = _density_effect(d.of_points(both, both, t), mem), \
-        _density_effect(d.of_points(both, both, t), rea)
+    em, er = (_density_effect(ClaimData.of_points(both, both, t, d.prior), m)
+              for m in (mem, rea))
     if isinstance(em, str) or isinstance(er, str):
         parts.append(("contrast", _missing(f"contrast: {em if isinstance(em, str) else er}")))
     else:
@@ -806,8 +818,10 @@ CLAIMS_BY_ID = {c.id: c for c in CLAIMS}
 
 
 def evaluate_claims(rows: list[Row], figure: str | None = None, tasks: TaskSet = PROXY_TASKS,
-                    source: str | None = None) -> dict[str, Verdict]:
-    data = ClaimData(rows, tasks, source)
+                    source: str | None = None,
+                    prior: dict[Metric, tuple[float, float]] | None = None
+                    ) -> dict[str, Verdict]:
+    data = ClaimData(rows, tasks, source, prior or {})
     out = {}
     for c in CLAIMS:
         if figure is None or c.figure == figure:
@@ -827,11 +841,13 @@ def reevaluate_reference(reference: dict[str, Any], scale: str) -> dict[str, dic
     from dataclasses import asdict
 
     from optimal_sparsity.claims.data import reference_points
+    from optimal_sparsity.references import noise_prior
     from optimal_sparsity.study.design import get_design
 
     design = get_design(scale)
     data = ClaimData.of_points(reference_points(reference, design.corpus.train_tokens,
-                                                design.corpus.vocab_size))
+                                                design.corpus.vocab_size),
+                               prior=noise_prior(design.noise_from))
     out = {}
     for c in CLAIMS:
         old = reference.get("verdicts", {}).get(c.id)

@@ -12,8 +12,9 @@ is for a design or mode that cannot test the claim (with the reason).
 analysis (sum of (n_i - 1) s_i^2 over sum of (n_i - 1)), so every point, even one with a
 single seed, gets sd_pooled / sqrt(n_i), and the pooled variance's own uncertainty enters
 every draw (sigma^2 x df / chi2_df: t quantiles, not normal ones). With no replicated point
-the evaluation's standard error is used, and with neither the claim is not testable (never
-a zero-width interval). Checkpoints of one run share its seed: analyses over checkpoints
+the metric's seed variance pinned at full scale is used (a one-seed scale has the same
+recipe), else the evaluation's standard error, and with neither the claim is not testable
+(never a zero-width interval). Checkpoints of one run share its seed: analyses over checkpoints
 resample whole runs (a wild cluster bootstrap of the fit's residuals).
 """
 
@@ -151,9 +152,11 @@ class Noise:
         return means + z * self.se
 
 
-def pooled_noise(sds: Sequence[float], ns: Sequence[int],
-                 eval_ses: Sequence[float]) -> Noise | str:
-    """The pooled variance model (module docstring), or the reason there is none."""
+def pooled_noise(sds: Sequence[float], ns: Sequence[int], eval_ses: Sequence[float],
+                 prior: tuple[float, float] | None = None) -> Noise | str:
+    """The pooled variance model (module docstring), or the reason there is none.
+    ``prior``: (seed sd, df) of the metric measured elsewhere (the full-scale pin), used
+    when no point here is replicated."""
     sds, ns = np.asarray(sds, float), np.asarray(ns, float)
     rep = (ns >= 2) & np.isfinite(sds)
     df = float(np.sum(ns[rep] - 1))
@@ -166,6 +169,11 @@ def pooled_noise(sds: Sequence[float], ns: Sequence[int],
         if np.all(se > 0):
             return Noise(se, df, f"seed variance pooled over {int(rep.sum())} points "
                                  f"(df {df:g})")
+    if prior is not None and prior[0] > 0 and prior[1] > 0:
+        se = prior[0] / np.sqrt(np.maximum(ns, 1))
+        if np.all(np.isfinite(ev)):
+            se = np.maximum(se, ev / np.sqrt(np.maximum(ns, 1)))
+        return Noise(se, prior[1], f"seed variance of the full-scale pin (df {prior[1]:g})")
     if ev.size and np.all(np.isfinite(ev)) and np.all(ev > 0):
         return Noise(ev, math.inf, "evaluation standard error (no replicated seeds)")
     return "no seed replicate and no evaluation error: no noise estimate"
