@@ -29,8 +29,11 @@ from optimal_sparsity.claims.registry import (
     ONE_CURVE_MARGIN,
     PROXY_TASKS,
     ClaimData,
+    Verdict,
+    undecided,
 )
 from optimal_sparsity.claims.stats import STATUSES
+from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import scaled_config
 from optimal_sparsity.references import load_scaled, noise_prior, pooled_seed_sd
 from optimal_sparsity.study.design import StudyDesign, get_design
@@ -148,7 +151,8 @@ class NoiseModel:
         ref = load_scaled(scale) or load_scaled("full")
         full = load_scaled("full")
         if ref is None:
-            raise ValueError("calibration needs a pinned reference (references/scaled/)")
+            raise UserError("calibration needs a pinned reference (references/scaled/full.json "
+                            "or the scale's own)")
         sums: dict[tuple[str, str], list[float]] = {}
         for v in ref["values"]:
             sums.setdefault((v["task"], v["metric"]), []).append(v["value"])
@@ -363,12 +367,16 @@ def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
             for w, plants in worlds.items():
                 counts = dict.fromkeys(STATUSES, 0)
                 rng = np.random.default_rng([seed, i, w == "null"])
+                decides = noise.design.decides
                 for _ in range(draws):
                     data = simulate(noise, plants[c.id], size, rng)
                     try:
-                        counts[c.check(data).status] += 1
+                        v = c.check(data)
                     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
-                        counts[stats.INCONCLUSIVE] += 1
+                        v = Verdict(stats.INCONCLUSIVE, "could not be computed")
+                    if decides is not None and c.id not in decides:
+                        v = undecided(v)  # as the pipeline reports it at this scale
+                    counts[v.status] += 1
                 rates[w] = {s: n / draws for s, n in counts.items()}
             out[c.id] = Rates(rates["null"], rates["effect"])
     finally:

@@ -855,11 +855,17 @@ def reevaluate_reference(reference: dict[str, Any], scale: str) -> dict[str, dic
             v = c.check(data)
         except (ValueError, ArithmeticError) as err:
             v = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
+        earlier = v.status == NOT_TESTABLE and c.figure == "fig4" and old
+        if earlier:
+            v = Verdict(old.get("details", {}).get("undecided_status", old["status"]),
+                        old["statistic"].split("would read ", 1)[-1].split(": ", 1)[-1]
+                        if "undecided_status" in old.get("details", {}) else old["statistic"],
+                        {k: x for k, x in old.get("details", {}).items()
+                         if k != "undecided_status"})
         if design.decides is not None and c.id not in design.decides:
             v = undecided(v)
-        if v.status == NOT_TESTABLE and c.figure == "fig4" and old:
-            out[c.id] = {**old, "rule": "earlier (not re-evaluated: the pin holds no "
-                                        "intermediate checkpoints; the next pin decides)"}
-            continue
         out[c.id] = asdict(v)
+        if earlier:
+            out[c.id]["rule"] = ("earlier (not re-evaluated: the pin holds no intermediate "
+                                 "checkpoints; the next pin decides)")
     return out
