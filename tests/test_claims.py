@@ -9,6 +9,7 @@ from optimal_sparsity.accounting import count_params
 from optimal_sparsity.claims.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
+    NOT_TESTABLE,
     REPRODUCED,
     evaluate_claims,
 )
@@ -56,8 +57,10 @@ def world(reasoning, memorization, seeds=(0, 1, 2), noise=0.004, steps=(1.0,)):
     return rows
 
 
-def peaked(pc, tpp, k, loss):  # the paper's world: peak near TPP 20, larger k better
-    return 0.5 - 0.04 * math.log(tpp / 20) ** 2 + 0.03 * math.log2(k)
+def peaked(pc, tpp, k, loss):  # the paper's world: a peak near TPP 20, larger k better
+    # (at 12, inside the paper's band, so that this grid, which stops at TPP 24, has data
+    # on both sides of it)
+    return 0.5 - 0.04 * math.log(tpp / 12) ** 2 + 0.03 * math.log2(k)
 
 
 def monotone_mem(pc, tpp, k, loss):
@@ -103,9 +106,9 @@ def test_equal_loss_effects_fig4():
     assert v["C4.memorization-one-curve"].status == REPRODUCED, v["C4.memorization-one-curve"]
 
 
-def test_missing_data_is_inconclusive():
+def test_missing_data_is_not_testable():
     v = evaluate_claims([])
-    assert all(x.status == INCONCLUSIVE for x in v.values())
+    assert all(x.status == NOT_TESTABLE for x in v.values())
     assert "code" in v["C8.code-optimum-dense"].statistic
 
 
@@ -133,9 +136,11 @@ def test_render_writes_outputs(tmp_path, fig):
     assert "train_loss" in msg and "reference" in msg
 
 
-@pytest.mark.parametrize("swing, expected", [(0.2, REPRODUCED), (0.0, NOT_REPRODUCED)])
+@pytest.mark.parametrize("swing, expected", [(-0.2, REPRODUCED), (0.2, NOT_REPRODUCED),
+                                             (0.0, NOT_REPRODUCED)])
 def test_fewshot_instability(swing, expected):
-    """C11 reads the evaluator's metric names (acc@0shot ...) and compares swing with noise."""
+    """C11 reads the evaluator's metric names (acc@0shot ...): unstable across shots and
+    lower with shots for the few-expert models (a swing up with shots contradicts it)."""
     rows = [r for r in world(peaked, monotone_mem, seeds=(0,)) if r.task == "pretrain"]
     extra = []
     for r in rows:

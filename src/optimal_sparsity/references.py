@@ -4,7 +4,7 @@
 the released models' names and configs (parameter counts, TPP at 125B tokens).
 ``references/scaled/<scale>.json``: values
 measured by this artifact's own reference run of the scaled-down study, each with a
-tolerance from the seed spread, and the verdicts that run reached.
+tolerance from the standard error of the pinned mean, and the verdicts that run reached.
 """
 
 from __future__ import annotations
@@ -28,10 +28,20 @@ def references_dir() -> Path:
     """``references/`` in the checkout (``$OPTIMAL_SPARSITY_REFERENCES`` overrides it)."""
     return Path(os.environ.get("OPTIMAL_SPARSITY_REFERENCES", REPO / "references"))
 
-# Tolerance = max(TOL_SIGMAS x seed std, floor): the floor covers machines whose float
-# rounding differs (other CPUs, thread counts) when the seed spread is tiny.
-TOL_SIGMAS = 4.0
-TOL_FLOOR = {"loss": 0.02, "task_loss": 0.05, "acc": 0.03}
+# Tolerance = min(cap, max(floor, TOL_SES x SE of the pinned mean)), so a shift of 3 SE
+# fails wherever 3 SE exceeds the floor. SE = seed sd / sqrt(#seeds); with one seed, the
+# metric's seed sd pooled over the full-scale pin, else the evaluation's standard error.
+# The floor covers float differences across CPUs and thread counts (same seeds, so a rerun
+# differs by rounding, not by seed noise); the cap keeps a bimodal metric checkable.
+TOL_SES = 2.0
+TOL_FLOOR = {"loss": 5e-4, "acc": 1e-3}
+TOL_CAP = {"loss": 0.25, "acc": 0.15}
+TOLERANCE_BASIS = (f"min(cap {TOL_CAP}, max(floor {TOL_FLOOR}, {TOL_SES:g} x SE of the pinned "
+                   "mean)); SE = seed sd / sqrt(#seeds), with one seed the metric's seed sd "
+                   "pooled over the full-scale pin, else the evaluation's standard error "
+                   "(se null: no error estimate, the cap). "
+                   "A shift of 3 SE fails the check wherever 3 SE exceeds the floor; the floor "
+                   "covers float differences across CPUs and thread counts")
 
 
 def scaled_path(scale: str) -> Path:
@@ -48,25 +58,96 @@ def load_scaled(scale: str) -> dict[str, Any] | None:
         raise IntegrityError(f"reference file {path} is corrupt: {err}") from err
 
 
-def _floor(metric: str) -> float:
-    if metric.endswith("_loss") and metric != "task_loss":
-        return TOL_FLOOR["loss"]
-    return TOL_FLOOR["task_loss"] if metric == "task_loss" else TOL_FLOOR["acc"]
+def _kind(metric: str) -> str:
+    return "loss" if "loss" in metric else "acc"
 
 
-def reference_values(rows: list[Row]) -> list[dict[str, Any]]:
-    """Per grid point and metric: the mean over seeds and a tolerance from their spread."""
+def tolerance(metric: str, se: float) -> float:
+    k = _kind(metric)
+    se = se if math.isfinite(se) else TOL_CAP[k]
+    return min(TOL_CAP[k], max(TOL_FLOOR[k], TOL_SES * se))
+
+
+def pooled_seed_noise(reference: dict[str, Any] | None
+                      ) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each metric's seed sd pooled over the reference's replicated points (sum of
+    (n - 1) sd^2 over sum of (n - 1)), with its degrees of freedom."""
+    num: dict[tuple[str, str], float] = {}
+    den: dict[tuple[str, str], int] = {}
+    for v in (reference or {}).get("values", []):
+        if v["n_seeds"] >= 2:
+            m = (v["task"], v["metric"])
+            num[m] = num.get(m, 0.0) + (v["n_seeds"] - 1) * v["seed_std"] ** 2
+            den[m] = den.get(m, 0) + v["n_seeds"] - 1
+    return {m: (math.sqrt(num[m] / den[m]), float(den[m])) for m in num}
+
+
+def pooled_seed_sd(reference: dict[str, Any] | None) -> dict[tuple[str, str], float]:
+    return {m: sd for m, (sd, _) in pooled_seed_noise(reference).items()}
+
+
+def noise_prior(scale: str | None) -> dict[tuple[str, str], tuple[float, float]]:
+    """The seed noise (sd, df) pinned at ``scale``, the prior of a design that does not
+    replicate its seeds (``StudyDesign.noise_from``; none: no prior)."""
+    return pooled_seed_noise(load_scaled(scale)) if scale else {}
+
+
+def _entry(ident: dict[str, Any], value: float, sd: float, n: int, eval_se: float,
+           fallback: dict[tuple[str, str], float]) -> dict[str, Any]:
+    m = (ident["task"], ident["metric"])
+    if n >= 2:
+        se = sd / math.sqrt(n)
+    elif m in fallback:  # one seed: its SE is the seed sd, not the evaluation's error
+        se = fallback[m]
+    else:
+        se = eval_se
+    out = {**ident, "value": value, "seed_std": sd, "n_seeds": n,
+           "se": se if math.isfinite(se) else None,  # none: no error estimate, the cap
+           "tolerance": tolerance(ident["metric"], se)}
+    if math.isfinite(eval_se):
+        out["eval_se"] = eval_se
+    return out
+
+
+def reference_values(rows: list[Row], fallback: dict[tuple[str, str], float] | None = None
+                     ) -> list[dict[str, Any]]:
+    """Per grid point and metric: the mean over seeds, its standard error and tolerance
+    (``fallback``: seed sd per metric for values with neither replicates nor an
+    evaluation error)."""
     out = []
     for p in final_points(rows):
         for (task, metric), vals in sorted(p.values.items()):
+            ident = {"model": p.name, "d": p.d, "E": p.E, "k": p.k, "n_layers": p.n_layers,
+                     "task": task, "metric": metric}
             sd = float(np.std(vals, ddof=1)) if len(vals) >= 2 else 0.0
-            eval_se = p.eval_se.get((task, metric), 0.0)
-            spread = sd if len(vals) >= 2 else eval_se
-            out.append({"model": p.name, "d": p.d, "E": p.E, "k": p.k,
-                        "n_layers": p.n_layers, "task": task, "metric": metric,
-                        "value": float(np.mean(vals)), "seed_std": sd, "n_seeds": len(vals),
-                        "tolerance": max(TOL_SIGMAS * spread, _floor(metric))})
+            out.append(_entry(ident, float(np.mean(vals)), sd, len(vals),
+                              p.eval_se.get((task, metric), math.nan), fallback or {}))
     return out
+
+
+def _old_floor(metric: str) -> float:
+    """The per-kind floor of the first pins' tolerances (4 x error, at least this)."""
+    if metric.endswith("_loss") and metric != "task_loss":
+        return 0.02
+    return 0.05 if metric == "task_loss" else 0.03
+
+
+def recompute_tolerances(doc: dict[str, Any], old_sigmas: float = 4.0,
+                         fallback: dict[tuple[str, str], float] | None = None
+                         ) -> dict[str, Any]:
+    """A pinned reference with its tolerances on the basis above, from the seed sd and
+    #seeds it holds. A one-seed value of an older pin carries its evaluation error only
+    inside its tolerance (``old_sigmas`` x error, where that exceeded the old floor)."""
+    values = []
+    for v in doc["values"]:
+        ident = {k: v[k] for k in ("model", "d", "E", "k", "n_layers", "task", "metric")}
+        eval_se = v.get("eval_se", math.nan)
+        if "se" not in v and v["n_seeds"] < 2 and not math.isfinite(eval_se) and \
+                v.get("tolerance", 0) > _old_floor(v["metric"]) + 1e-12:  # an old-basis pin
+            eval_se = v["tolerance"] / old_sigmas
+        values.append(_entry(ident, v["value"], v["seed_std"], v["n_seeds"], eval_se,
+                             fallback or {}))
+    return {**doc, "tolerance_basis": TOLERANCE_BASIS, "values": values}
 
 
 @dataclass(frozen=True)
@@ -112,13 +193,10 @@ def pin(scale: str, rows: list[Row], verdicts: dict[str, dict[str, Any]],
     doc = {
         "about": "Scaled-down reference values measured by this artifact's own reference run. "
                  "Each value is the mean over seeds of a grid point's final checkpoint.",
-        "tolerance_basis": f"max({TOL_SIGMAS:g} x seed standard deviation (or the evaluation's "
-                           f"standard error with one seed), a floor per metric kind "
-                           f"{TOL_FLOOR}) -- the floor covers float differences across CPUs "
-                           "and thread counts",
+        "tolerance_basis": TOLERANCE_BASIS,
         "provenance": {**provenance, "scale": scale, "seeds": seeds},
         "verdicts": verdicts,
-        "values": reference_values(rows),
+        "values": reference_values(rows, pooled_seed_sd(load_scaled("full"))),
     }
     path = scaled_path(scale)
     write_json(path, doc)

@@ -48,7 +48,8 @@ def test_fig7_pull_mode_end_to_end(tiny_corpus, tmp_path):
     assert all(r["source"] == "pull" for r in rows)
     assert (results / "pull" / "fig7" / "fig7.png").stat().st_size > 0
     verdicts = json.loads((results / "pull" / "fig7" / "verdicts.json").read_text())
-    assert all(v["status"] == "inconclusive" for v in verdicts.values())
+    # three tiny models, no seed noise: nothing can be decided
+    assert {v["status"] for v in verdicts.values()} <= {"inconclusive", "not testable"}, verdicts
     assert "pull mode" in (results / "report.html").read_text()
 
 
@@ -90,7 +91,7 @@ def test_pull_mode_report_shows_its_own_images(tmp_path):
         (tmp_path / mode_dir / "fig7" / "fig7.png").write_bytes(f"{mode_dir}-png".encode())
 
     def embedded(mode: str) -> tuple[str, list[bytes]]:
-        html, md = write_report(tmp_path, [FigureResult("fig7", mode, "smoke", outputs=outputs)],
+        html, _ = write_report(tmp_path, [FigureResult("fig7", mode, "smoke", outputs=outputs)],
                                 RunInfo(mode, "smoke", 1.0, "./reproduce fig7"))
         copies = [f.read_bytes() for f in (tmp_path / "report_files").glob(f"{mode}-*fig7.png")]
         return html.read_text(), copies

@@ -1,4 +1,5 @@
-"""Results-table rows -> per-grid-point values (mean over seeds, standard error)."""
+"""Results-table rows (or a pinned reference) -> per-grid-point values: the mean over seeds,
+the seed standard deviation and the number of seeds of every metric."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class Point:
     seeds: tuple[int, ...] = ()
     values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     eval_se: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (mean, seed sd, #seeds) per metric where only a summary is known (a pinned reference)
+    summary: dict[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
+    run: str = ""  # the run a checkpoint belongs to (the resampling cluster)
+    # (seed sd, df) per metric measured elsewhere: the noise when no point is replicated
+    prior: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> PointKey:
@@ -59,13 +65,29 @@ class Point:
         return bool(self.values.get((task, metric)))
 
     def mean(self, task: str, metric: str) -> float:
+        if (task, metric) in self.summary:
+            return self.summary[task, metric][0]
         v = self.values.get((task, metric))
         return float(np.mean(v)) if v else math.nan
 
-    def se(self, task: str, metric: str) -> float:
+    def n(self, task: str, metric: str) -> int:
+        if (task, metric) in self.summary:
+            return self.summary[task, metric][2]
+        return len(self.values.get((task, metric)) or [])
+
+    def sd(self, task: str, metric: str) -> float:
+        """Seed standard deviation (nan with fewer than two seeds)."""
+        if (task, metric) in self.summary:
+            _, sd, n = self.summary[task, metric]
+            return sd if n >= 2 else math.nan
         v = self.values.get((task, metric)) or []
-        if len(v) >= 2:
-            return float(np.std(v, ddof=1) / math.sqrt(len(v)))
+        return float(np.std(v, ddof=1)) if len(v) >= 2 else math.nan
+
+    def se(self, task: str, metric: str) -> float:
+        """This point's own standard error: seed sd / sqrt(#seeds), else the evaluation's."""
+        n = self.n(task, metric)
+        if n >= 2:
+            return self.sd(task, metric) / math.sqrt(n)
         return self.eval_se.get((task, metric), math.nan)
 
 
@@ -106,7 +128,8 @@ def checkpoint_points(rows: list[Row], source: str | None = None) -> list[Point]
         if source is not None and r.source != source:
             continue
         p = out.setdefault((r.run, r.step), Point(r.d, r.E, r.k, r.n_layers, r.total_params,
-                                                  r.active_params, r.tokens, r.step, (r.seed,)))
+                                                  r.active_params, r.tokens, r.step, (r.seed,),
+                                                  run=r.run))
         p.values.setdefault((r.task, r.metric), []).append(r.value)
         se = _row_se(r)
         if math.isfinite(se):
@@ -123,3 +146,26 @@ def families(points: list[Point]) -> dict[tuple[int, int, int], list[Point]]:
 
 def having(points: list[Point], *metrics: tuple[str, str]) -> list[Point]:
     return [p for p in points if all(p.has(*m) for m in metrics)]
+
+
+def reference_points(reference: dict, tokens: int, vocab_size: int) -> list[Point]:
+    """The final grid points of a pinned reference (``references/scaled/<scale>.json``):
+    each metric's mean, seed sd and #seeds as pinned, parameter counts from the grid
+    (the reference stores the point, not its sizes)."""
+    from optimal_sparsity.accounting import count_params
+    from optimal_sparsity.grid import scaled_config
+
+    points: dict[PointKey, Point] = {}
+    for v in reference.get("values", []):
+        key = (v["d"], v["E"], v["k"], v["n_layers"])
+        if key not in points:
+            pc = count_params(scaled_config(v["d"], v["E"], v["k"], n_layers=v["n_layers"],
+                                            vocab_size=vocab_size))
+            points[key] = Point(*key, pc.total, pc.active, tokens, run=v["model"])
+        p = points[key]
+        m = (v["task"], v["metric"])
+        p.values[m] = [v["value"]]
+        p.summary[m] = (float(v["value"]), float(v.get("seed_std", 0.0)), int(v["n_seeds"]))
+        if "eval_se" in v:
+            p.eval_se[m] = float(v["eval_se"])
+    return sorted(points.values(), key=lambda p: p.key)

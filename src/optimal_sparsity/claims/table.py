@@ -22,7 +22,11 @@ def claims_markdown() -> str:
         if ref is None:
             return "not pinned yet"
         v = ref.get("verdicts", {}).get(cid)
-        return v["status"] if v else "not run"
+        if not v:
+            return "not run"
+        if v.get("rule"):
+            return f"{v['status']} (earlier rule)"
+        return f"{v['status']} ({v['lean']})" if v.get("lean") else v["status"]
 
     def cost(scale: str) -> str:
         ref = refs[scale]

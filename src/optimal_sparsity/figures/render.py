@@ -13,9 +13,11 @@ from optimal_sparsity.atomic import write_json, write_text
 from optimal_sparsity.claims.registry import (
     CLAIMS_BY_ID,
     INCONCLUSIVE,
+    NOT_TESTABLE,
     ClaimData,
     TaskSet,
     Verdict,
+    undecided,
 )
 from optimal_sparsity.figures.plot import draw
 from optimal_sparsity.figures.spec import FigureSpec
@@ -52,7 +54,7 @@ class FigureResult:
 
 def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path) -> FigureResult:
     res = FigureResult(spec.id, mode, scale, skipped=reason,
-                       verdicts={c: Verdict(INCONCLUSIVE, f"not run: {reason}")
+                       verdicts={c: Verdict(NOT_TESTABLE, f"not run: {reason}")
                                  for c in spec.claims})
     write_json(out_dir / spec.id / "result.json", res.to_dict())
     return res
@@ -60,11 +62,13 @@ def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path)
 
 def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale: str,
            tasks: TaskSet, label: str, reference: dict[str, Any] | None = None,
-           points_filter=None, decides: frozenset[str] | None = None) -> FigureResult:
+           points_filter=None, decides: frozenset[str] | None = None,
+           prior: dict[tuple[str, str], tuple[float, float]] | None = None) -> FigureResult:
     """Draw the figure and check its claims. ``decides``: the claims this scale has the
     power to decide (None: all); any other verdict is reported as inconclusive, with the
-    measured statistic and the verdict it would have had."""
-    data = ClaimData(rows, tasks)
+    measured statistic and the verdict it would have had. ``prior``: the seed noise of
+    metrics without replicated seeds here (``ClaimData``)."""
+    data = ClaimData(rows, tasks, prior=prior or {})
     points = [p for p in data.final if points_filter is None or points_filter(p)]
     fig_dir = out_dir / spec.id
     plotted = draw(spec, data, points, fig_dir / spec.id, label)
@@ -80,12 +84,8 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
             verdicts[cid] = CLAIMS_BY_ID[cid].check(data)
         except (ValueError, ArithmeticError) as err:
             verdicts[cid] = Verdict(INCONCLUSIVE, f"could not be computed: {err}")
-        v = verdicts[cid]
-        if decides is not None and cid not in decides and v.status != INCONCLUSIVE:
-            verdicts[cid] = Verdict(
-                INCONCLUSIVE, f"no power at this scale (one seed against the full-scale seed "
-                f"spread), would read {v.status}: {v.statistic}",
-                {**v.details, "undecided_status": v.status})
+        if decides is not None and cid not in decides:
+            verdicts[cid] = undecided(verdicts[cid])
     regressions, compared = [], 0
     if reference is not None:
         metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from optimal_sparsity.atomic import write_bytes, write_text
 from optimal_sparsity.claims.registry import CLAIMS_BY_ID
+from optimal_sparsity.claims.stats import RULE_TEXT
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
 from optimal_sparsity.paths import mode_dir
 from optimal_sparsity.provenance import provenance
 from optimal_sparsity.references import references_dir
 
-COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700"}
+COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700",
+          "not testable": "#57606a"}
 FILES = "report_files"  # beside report.md: the figures it shows
 
 
@@ -64,7 +66,7 @@ def claim_rows(results: list[FigureResult]) -> list[dict[str, str]]:
         for cid, v in res.verdicts.items():
             c = CLAIMS_BY_ID[cid]
             rows.append({"claim": cid, "figure": c.figure, "paper": c.statement,
-                         "measured": v.statistic, "verdict": v.status,
+                         "measured": v.statistic, "verdict": v.status, "label": v.label,
                          "undecided": undecided(v.details) or ""})
     return rows
 
@@ -101,13 +103,14 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
           f"Paper: arXiv 2508.18672. Commit `{prov['commit']}`, {prov['time']}, "
           f"{prov['hardware']}. Wall time {info.wall_s / 60:.1f} min. Command: "
           f"`{info.command}`.", "",
-          "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), ""]
+          "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
+          f"Rule: {RULE_TEXT}", ""]
     if flagged_note:
         md += [flagged_note, ""]
     md += ["| claim | figure | paper says | we measured | verdict |",
            "| --- | --- | --- | --- | --- |"]
     md += [f"| {r['claim']} | {r['figure']} | {r['paper']} | {r['measured']} | "
-           f"**{r['verdict']}**"
+           f"**{r['label']}**"
            + (f" ({_flag(r['undecided'], info.scale)})" if r["undecided"] else "") + " |"
            for r in rows]
     md += ["", "## Regression check against the pinned references", ""]
@@ -145,7 +148,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
         f"<tr{' class=flagged' if r['undecided'] else ''}><td><code>{esc(r['claim'])}</code>"
         f"</td><td>{esc(r['figure'])}</td><td>{esc(r['paper'])}</td>"
         f"<td>{esc(r['measured'])}</td>"
-        f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['verdict'])}"
+        f"<td><span class='v' style='background:{COLORS[r['verdict']]}'>{esc(r['label'])}"
         "</span>" + (f"<div class='flag'>{esc(_flag(r['undecided'], info.scale))}</div>"
                      if r["undecided"] else "") + "</td></tr>" for r in rows)
     figs = []
@@ -191,6 +194,7 @@ figcaption{{font-size:.8rem;color:#57606a}}
 command <code>{esc(info.command)}</code></p>
 <p>{summary}</p>{flagged_html}
 <h2>Claims</h2>
+<p>{esc(RULE_TEXT)}</p>
 <table><thead><tr><th>claim</th><th>figure</th><th>paper says</th><th>we measured
 (90% interval under seed noise)</th><th>verdict</th></tr></thead><tbody>
 {trs}

@@ -18,7 +18,7 @@ from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.paths import REPO, mode_dir
-from optimal_sparsity.references import load_scaled
+from optimal_sparsity.references import load_scaled, noise_prior
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
 from optimal_sparsity.study.design import StudyDesign, get_design
@@ -161,7 +161,7 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
             res = render(spec, rows, out_dir, mode=opts.mode, scale=opts.scale,
                          tasks=PROXY_TASKS, label=_label(design, opts.mode),
                          reference=reference, decides=None if design.decides is None
-                         else frozenset(design.decides))
+                         else frozenset(design.decides), prior=noise_prior(design.noise_from))
     else:
         raise UserError(f"unknown mode {opts.mode!r}: one of {', '.join(MODES)}")
     res.wall_s = time.perf_counter() - t0

@@ -1,0 +1,77 @@
+"""The pinned references: tolerances from the standard error of the pinned mean (a 3-SE
+shift fails the regression check), and verdicts current under the verdict rule."""
+
+import math
+
+import pytest
+
+from optimal_sparsity.claims.registry import reevaluate_reference
+from optimal_sparsity.references import (
+    TOL_CAP,
+    TOL_FLOOR,
+    check,
+    load_scaled,
+    pooled_seed_sd,
+    recompute_tolerances,
+    tolerance,
+)
+from optimal_sparsity.results.table import Row
+
+SCALES = ("smoke", "full")
+
+
+def _rows(ref, shift=None):
+    """One row per pinned value (its mean), the value ``shift(v)`` moved."""
+    rows = []
+    for v in ref["values"]:
+        delta = shift(v) if shift else 0.0
+        rows.append(Row(run=v["model"], model=v["model"], step=1, task=v["task"],
+                        metric=v["metric"], value=v["value"] + delta, d=v["d"], E=v["E"],
+                        k=v["k"], n_layers=v["n_layers"]))
+    return rows
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_unshifted_pin_passes_and_a_3_se_shift_fails(scale):
+    ref = load_scaled(scale)
+    bad, n = check(_rows(ref), ref)
+    assert n == len(ref["values"]) and not bad
+    with_se = [v for v in ref["values"] if v["se"] is not None]
+    assert len(with_se) >= 0.9 * len(ref["values"])
+    for sign in (1, -1):
+        bad, n = check(_rows(ref, lambda v, sign=sign: sign * 3 * v["se"] if v["se"] is not None
+                             else 0.0), ref)
+        flagged = {(g.model, g.task, g.metric) for g in bad}
+        assert flagged == {(v["model"], v["task"], v["metric"]) for v in with_se}
+
+
+def test_tolerance_basis():
+    for kind, metric in (("loss", "train_loss"), ("acc", "acc")):
+        assert tolerance(metric, 0.0) == TOL_FLOOR[kind]
+        assert tolerance(metric, 10.0) == TOL_CAP[kind]
+        assert tolerance(metric, math.nan) == TOL_CAP[kind]  # no error estimate
+        se = 0.01
+        assert tolerance(metric, se) < 3 * se
+    old = {"values": [{"model": "m", "d": 64, "E": 1, "k": 1, "n_layers": 4, "task": "t",
+                       "metric": "acc", "value": 0.5, "seed_std": 0.2, "n_seeds": 4,
+                       "tolerance": 0.8}]}
+    new = recompute_tolerances(old)["values"][0]
+    assert new["se"] == pytest.approx(0.1) and new["tolerance"] == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_pinned_tolerances_follow_the_basis(scale):
+    ref = load_scaled(scale)
+    again = recompute_tolerances(ref, fallback=pooled_seed_sd(load_scaled("full")))
+    assert again["values"] == ref["values"]
+    assert "SE of the pinned mean" in ref["tolerance_basis"]
+    assert "tolerances" in ref["provenance"]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_pinned_verdicts_are_current_under_the_rule(scale):
+    """`./reproduce claims --reevaluate-pins` has been run since the rule last changed."""
+    ref = load_scaled(scale)
+    new = reevaluate_reference(ref, scale)
+    assert {k: (v["status"], v["statistic"]) for k, v in new.items()} == {
+        k: (v["status"], v["statistic"]) for k, v in ref["verdicts"].items()}
