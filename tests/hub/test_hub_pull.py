@@ -39,7 +39,8 @@ def test_clean_pull_verifies_and_evaluates(hub, pinned_lock):
     d = pulled_model_dir("tiny", pinned_lock, hub.cache)
     assert d == res.path
     assert sorted(p.name for p in d.iterdir()) == [
-        "PULL.json", "README.md", "config.json", "generation_config.json", "model.safetensors"]
+        ".optimal-sparsity-output", "PULL.json", "README.md", "config.json",
+        "generation_config.json", "model.safetensors"]
     assert not list((hub.cache / ".staging").glob("model-*"))  # staging removed on success
 
     # Evaluate: our importer and transformers load the same weights the exporter wrote.

@@ -36,9 +36,11 @@ from typing import Any
 
 import torch
 
+from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
+from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
 from optimal_sparsity.results.table import PARTS, Row, part_name, write_part
 
 TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "paper_task_loss",
@@ -108,17 +110,6 @@ class TierSkipped(Exception):  # a reason, not a failure
 
 
 # Checkpoints ----------------------------------------------------------------------------
-
-def is_hf_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text())
-    except json.JSONDecodeError:
-        return False
-    return data.get("model_type") == "mixtral" and "format" not in data
-
 
 def hf_identity(directory: Path) -> dict[str, Any]:
     """Identity of an HF Mixtral directory (a released checkpoint)."""
@@ -362,20 +353,6 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def check_corpus(ckpt: Path, corpus: Path) -> None:
-    """Refuse a corpus whose tokenizer is not the checkpoint's."""
-    from optimal_sparsity.atomic import sha256_file
-
-    ours, theirs = ckpt / "tokenizer.json", corpus / "tokenizer" / "tokenizer.json"
-    if not theirs.is_file():
-        raise UserError(f"{corpus} is not a corpus directory (no tokenizer/tokenizer.json)")
-    if not ours.is_file():
-        raise UserError(f"checkpoint {ckpt} has no tokenizer.json")
-    if sha256_file(ours) != sha256_file(theirs):
-        raise UserError(f"checkpoint {ckpt} was not trained with the tokenizer of corpus "
-                        f"{corpus}: pass the corpus it was trained on")
 
 
 def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,

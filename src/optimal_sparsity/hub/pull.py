@@ -339,7 +339,7 @@ def _download_and_promote(entry: Entry, cache_dir: Path, final: Path, *, endpoin
               "endpoint": endpoint,
               "hashes_checked_against": against,
               "files": [f.to_dict() for f in sorted(verified, key=lambda f: f.path)]}
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, "hub-pull", replace=True) as tmp:
         for f in verified:
             dst = tmp / f.path
             dst.parent.mkdir(parents=True, exist_ok=True)
