@@ -111,6 +111,9 @@ class TierSkipped(Exception):  # a reason, not a failure
 
 # Checkpoints ----------------------------------------------------------------------------
 
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def hf_identity(directory: Path) -> dict[str, Any]:
     """Identity of an HF Mixtral directory (a released checkpoint)."""
     from optimal_sparsity.accounting import count_params
@@ -257,7 +260,7 @@ def _tier_accuracy(job: _Job) -> list[Row]:
 
         with _exported(job) as hf_dir:
             lm = HFLM(pretrained=str(hf_dir), dtype="float32", device=s.device,
-                      batch_size=s.batch_size, trust_remote_code=False)
+                      batch_size=s.batch_size, trust_remote_code=False, use_safetensors=True)
             res = run_proxy_tasks(lm, corpus, s.tasks, limit=s.limit, gen_kwargs=gen)
     rows = []
     for task in s.tasks:
@@ -369,6 +372,10 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
     corpus = Path(corpus) if corpus is not None else None
     log = log or (lambda _msg: None)
     if is_hf_dir(ckpt):
+        if not any((ckpt / n).is_file() for n in HF_TOKENIZER_FILES):
+            names = " or ".join(HF_TOKENIZER_FILES)
+            raise UserError(f"HF directory {ckpt} has no tokenizer ({names}): copy the "
+                            "model's tokenizer files beside its weights")
         source, identity = "pull", hf_identity(ckpt)
     else:
         from optimal_sparsity.checkpoint import verify_checkpoint
