@@ -110,6 +110,22 @@ def _printable_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse paths that are not UTF-8 text up front: tokenizers and safetensors (Rust)
+    cannot open them, and failing there would leave partial outputs."""
+    paths: list[Path] = []
+    for value in vars(args).values():
+        values = value if isinstance(value, list) else [value]
+        paths += [v for v in values if isinstance(v, Path)]
+    for p in paths:
+        try:
+            str(p.absolute()).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UserError(f"{shown}: the path is not UTF-8 text, which the tokenizer and "
+                            "safetensors libraries cannot open; rename it") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_streams()
     parser = build_parser()
@@ -118,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["all", *argv]  # `./reproduce [--scale ...]`: every figure
     args = parser.parse_args(argv)
     try:
+        _check_paths(args)
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -131,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if os.environ.get("OPTIMAL_SPARSITY_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        where = f"{os.fsdecode(err.filename)}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 
