@@ -21,7 +21,8 @@ from .conftest import snapshot
 def small_corpus(path, **changes):
     cfg = dataclasses.replace(PRESETS["tiny"], train_tokens=30_000, val_tokens=5_000,
                               tokenizer_sample_docs=1000, **changes)
-    return build_corpus(cfg, path, replace=True)
+    shutil.rmtree(path, ignore_errors=True)
+    return build_corpus(cfg, path)
 
 
 def train(corpus, out, steps=2):
