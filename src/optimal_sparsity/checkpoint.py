@@ -16,13 +16,17 @@ through safetensors (no pickle).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from optimal_sparsity.atomic import atomic_dir, sha256_file
@@ -38,6 +42,32 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path,
+                 metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, its I/O errors (a full disk) as ``OSError``."""
+    try:
+        save_file(dict(tensors), path, metadata=metadata)
+    except SafetensorError as err:
+        m = re.search(r"os error (\d+)", str(err))
+        code = int(m.group(1)) if m else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} (writing {Path(path).name})") from err
+
+
+def check_parses(directory: Path) -> None:
+    """Every safetensors and JSON file of ``directory`` parses (a manifest can match a
+    file that was broken before the manifest was written)."""
+    for p in sorted(directory.rglob("*")):
+        try:
+            if p.suffix == ".safetensors":
+                with safe_open(p, framework="pt") as f:
+                    f.keys()
+            elif p.suffix == ".json":
+                json.loads(p.read_text(encoding="utf-8"))
+        except (SafetensorError, OSError, UnicodeDecodeError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise IntegrityError(f"{p} does not parse: {first}") from err
 
 
 def write_manifest(directory: Path) -> dict[str, Any]:
@@ -59,18 +89,20 @@ def save_checkpoint(
     meta: Mapping[str, Any] | None = None,
     tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     json_files: Mapping[str, Any] | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write a complete checkpoint atomically. ``tensors`` maps extra safetensors file
-    names to state dicts; ``json_files`` maps extra JSON file names to objects."""
+    names to state dicts; ``json_files`` maps extra JSON file names to objects;
+    ``replace``: an earlier checkpoint at ``directory`` may be replaced."""
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
-        save_file(_state_dict_for_save(model), tmp / WEIGHTS)
+    with atomic_dir(directory, "checkpoint", replace=replace) as tmp:
+        save_tensors(_state_dict_for_save(model), tmp / WEIGHTS)
         config = {"format": FORMAT, "model": cfg.to_dict(), **(meta or {})}
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer_dir is not None:
             copy_tokenizer(tokenizer_dir, tmp)
         for name, sd in (tensors or {}).items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / name)
+            save_tensors({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / name)
         for name, obj in (json_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         write_manifest(tmp)
@@ -97,8 +129,10 @@ def verify_checkpoint(directory: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads(mpath.read_text())
         files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise IntegrityError(f"{mpath} is corrupt: {err}") from err
+    if not isinstance(files, dict):
+        raise IntegrityError(f"{mpath} is corrupt: 'files' is not a mapping")
     if manifest.get("format") != FORMAT:
         raise IntegrityError(f"{mpath}: unknown format {manifest.get('format')!r}")
     for rel, want in files.items():
@@ -114,16 +148,17 @@ def verify_checkpoint(directory: str | Path) -> dict[str, Any]:
             raise IntegrityError(
                 f"checkpoint {directory}: {rel} sha256 {got} does not match manifest "
                 f"{want['sha256']}")
+    check_parses(directory)
     return manifest
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise IntegrityError(f"cannot read {path}: {err}") from err
-    if data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise IntegrityError(f"{path}: not an {FORMAT} checkpoint config")
     return data
 
@@ -140,6 +175,30 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     if backend is not None:
         cfg = cfg.replace(backend=backend)
     model = build_model(cfg, device="meta")
-    state = load_file(Path(directory) / WEIGHTS, device=str(device))
-    model.load_state_dict(state, strict=True, assign=True)
+    state = load_tensors(Path(directory) / WEIGHTS, device)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:
+        raise IntegrityError(f"{Path(directory) / WEIGHTS} does not fit its config.json: "
+                             f"{str(err).splitlines()[0]}") from err
     return model.to(device), cfg
+
+
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file``, a file that does not parse as ``IntegrityError``."""
+    try:
+        return load_file(path, device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise IntegrityError(f"{path} does not load: {str(err).splitlines()[0]}") from err
+
+
+def check_corpus(ckpt: Path, corpus: Path) -> None:
+    """Refuse a corpus whose tokenizer is not the checkpoint's."""
+    ours, theirs = ckpt / "tokenizer.json", corpus / "tokenizer" / "tokenizer.json"
+    if not theirs.is_file():
+        raise UserError(f"{corpus} is not a corpus directory (no tokenizer/tokenizer.json)")
+    if not ours.is_file():
+        raise UserError(f"checkpoint {ckpt} has no tokenizer.json")
+    if sha256_file(ours) != sha256_file(theirs):
+        raise UserError(f"checkpoint {ckpt} was not trained with the tokenizer of corpus "
+                        f"{corpus}: pass the corpus it was trained on")

@@ -6,6 +6,7 @@ Errors a user can act on (``UserError``) print as one line and exit with status 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -39,14 +40,49 @@ def positive_float(text: str) -> float:
     return v
 
 
-def positive_int(text: str) -> int:
+def bounded_int(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < low or (high is not None and v > high):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound} (got {text})")
+        return v
+    return parse
+
+
+positive_int = bounded_int(1)
+# numpy's seeds are 32-bit; torch, Python and the corpus generator take any of these
+seed_int = bounded_int(0, 2**32 - 1)
+
+
+def thread_count(text: str) -> int:
+    """Torch threads: 0 (all cores) up to the number of cores."""
+    return bounded_int(0, os.cpu_count() or 1)(text)
+
+
+def device_arg(text: str) -> str:
+    """A torch device string that exists on this machine (cpu, cuda, cuda:N, mps)."""
+    import torch
+
     try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
-    return v
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {text!r} (cpu or cuda)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no MPS device")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (cpu or cuda)")
+    return text
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,13 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable_streams() -> None:
+    """Paths that are not UTF-8 (bytes kept as surrogates) print escaped, never raise."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse paths that are not UTF-8 text up front: tokenizers and safetensors (Rust)
+    cannot open them, and failing there would leave partial outputs."""
+    paths: list[Path] = []
+    for value in vars(args).values():
+        values = value if isinstance(value, list) else [value]
+        paths += [v for v in values if isinstance(v, Path)]
+    for p in paths:
+        try:
+            str(p.absolute()).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UserError(f"{shown}: the path is not UTF-8 text, which the tokenizer and "
+                            "safetensors libraries cannot open; rename it") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_streams()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("--") and argv[0] not in ("--help", "--version")):
         argv = ["all", *argv]  # `./reproduce [--scale ...]`: every figure
     args = parser.parse_args(argv)
     try:
+        _check_paths(args)
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -87,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if os.environ.get("OPTIMAL_SPARSITY_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        where = f"{os.fsdecode(err.filename)}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from optimal_sparsity.atomic import atomic_dir
-from optimal_sparsity.checkpoint import copy_tokenizer, load_checkpoint
+from optimal_sparsity.atomic import atomic_dir, check_replaceable
+from optimal_sparsity.checkpoint import copy_tokenizer, load_checkpoint, save_tensors
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.errors import IntegrityError, UserError
 
@@ -108,12 +107,25 @@ def to_hf_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[s
     return out
 
 
-def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a ``MixtralForCausalLM`` directory for a (verified) checkpoint."""
+EXPORT_KIND = "hf-export"  # the output marker atomic_dir writes
+
+
+def export_hf(checkpoint: str | Path, out: str | Path, *, replace: bool = False) -> Path:
+    """Write a ``MixtralForCausalLM`` directory for a (verified) checkpoint or an HF
+    Mixtral directory; ``replace``: an earlier export at ``out`` may be replaced. ``out``
+    may not overlap the input."""
     checkpoint, out = Path(checkpoint), Path(out)
-    model, cfg = load_checkpoint(checkpoint)
+    src, dst = checkpoint.resolve(), out.resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise UserError(f"export: the output {out} overlaps the input {checkpoint}; choose "
+                        "an output outside it")
+    check_replaceable(out, EXPORT_KIND, replace=replace)
+    if is_hf_model_dir(checkpoint):
+        model, cfg = import_hf(checkpoint)
+    else:
+        model, cfg = load_checkpoint(checkpoint)
     special = _special_token_ids(checkpoint)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, EXPORT_KIND, replace=replace) as tmp:
         write_hf_files(model.state_dict(), cfg, tmp, special)
         if (checkpoint / "tokenizer.json").is_file():
             copy_tokenizer(checkpoint, tmp)
@@ -125,7 +137,7 @@ def write_hf_files(state: dict[str, torch.Tensor], cfg: ModelConfig, out: Path,
     """Weights, config and generation config of a ``MixtralForCausalLM`` into ``out``."""
     special = special or {}
     state = {k: v.detach().cpu() for k, v in state.items()}
-    save_file(to_hf_state_dict(state, cfg), out / "model.safetensors", metadata={"format": "pt"})
+    save_tensors(to_hf_state_dict(state, cfg), out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_config(cfg, **special), indent=2) + "\n")
     gen = {k: v for k, v in special.items() if v is not None}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
@@ -144,6 +156,15 @@ def _special_token_ids(checkpoint: Path) -> dict[str, int | None]:
 
 
 # Import ---------------------------------------------------------------------------
+
+def is_hf_model_dir(path: Path) -> bool:
+    """An HF Mixtral directory (not this project's checkpoint, whose config has a format)."""
+    try:
+        data = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("model_type") == "mixtral" and "format" not in data
+
 
 def config_from_hf(hf: dict, name: str = "hf-import") -> ModelConfig:
     if hf.get("model_type") != "mixtral":

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hub_helpers import MODEL_REPO, TINY
 from transformers import AutoModelForCausalLM
 
+import optimal_sparsity.hub.pull as pull_module
 from optimal_sparsity.atomic import sha256_file
 from optimal_sparsity.errors import IntegrityError, UserError
 from optimal_sparsity.hf_export import import_hf
@@ -39,7 +40,8 @@ def test_clean_pull_verifies_and_evaluates(hub, pinned_lock):
     d = pulled_model_dir("tiny", pinned_lock, hub.cache)
     assert d == res.path
     assert sorted(p.name for p in d.iterdir()) == [
-        "PULL.json", "README.md", "config.json", "generation_config.json", "model.safetensors"]
+        ".optimal-sparsity-output", "PULL.json", "README.md", "config.json",
+        "generation_config.json", "model.safetensors"]
     assert not list((hub.cache / ".staging").glob("model-*"))  # staging removed on success
 
     # Evaluate: our importer and transformers load the same weights the exporter wrote.
@@ -141,9 +143,12 @@ def test_truncated_file_is_refused(hub, hub_root, pinned_lock, unpinned_lock):
     assert not (hub.cache / "models" / "tiny").exists()
 
 
-def test_server_error_mid_download_keeps_completed_files_for_the_next_pull(hub, pinned_lock):
+def test_server_error_mid_download_keeps_completed_files_for_the_next_pull(hub, pinned_lock,
+                                                                           monkeypatch):
+    monkeypatch.setattr(pull_module, "RETRY_DELAYS_S", (0.0,) * 3)
     entry = pinned_lock.find("tiny")
-    hub.server.add_fault(MODEL_REPO, "model.safetensors", "truncate:4096", "status:500")
+    # a server that keeps failing: every retry gets a 500 too
+    hub.server.add_fault(MODEL_REPO, "model.safetensors", "truncate:4096", *["status:500"] * 4)
     with pytest.raises(UserError) as err:
         pull(entry, hub.cache, token=False)
     msg = str(err.value)
@@ -248,3 +253,16 @@ def test_pinned_pull_ignores_a_newer_upload_on_main(hub, hub_root, pinned_lock):
     res = pull(entry, hub.cache, token=False, log=lambda _: None)
     assert res.revision == entry.revision
     assert json.loads((res.path / "config.json").read_text())["num_experts_per_tok"] == 2
+
+
+def test_server_errors_are_retried_with_backoff(hub, pinned_lock, monkeypatch, capsys):
+    waits: list[float] = []
+    monkeypatch.setattr(pull_module.time, "sleep", waits.append)
+    entry = pinned_lock.find("tiny")
+    hub.server.requests.clear()
+    hub.server.add_fault(MODEL_REPO, "model.safetensors", "status:500", "status:503")
+    res = pull(entry, hub.cache, token=False, log=lambda _: None)
+    assert pulled_model_dir("tiny", pinned_lock, hub.cache) == res.path
+    assert waits == list(pull_module.RETRY_DELAYS_S[:2])  # growing waits, then success
+    assert len(hub.gets("/model.safetensors")) == 3
+    assert "retrying in" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from optimal_sparsity.cli import REPO, positive_int
+from optimal_sparsity.cli import REPO, device_arg, positive_float, positive_int, thread_count
 from optimal_sparsity.errors import UserError
 
 KINDS = ("matmul", "moe_layer", "train_step", "eval_loss", "generate", "e2e")
@@ -58,10 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", choices=KINDS, help="only these kinds of rows")
     p.add_argument("--repeats", type=positive_int, default=7,
                    help="timed repeats per row (fewer if a row exceeds --row-budget)")
-    p.add_argument("--row-budget", type=float, default=60.0,
+    p.add_argument("--row-budget", type=positive_float, default=60.0,
                    help="seconds of timing per row before repeats are cut (min 3)")
-    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=thread_count, help="torch threads (default: torch's)")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--peak-size", type=positive_int,
                    help="n of the n^3 reference matmul (default 2048 on a CPU, 8192 on a GPU)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")

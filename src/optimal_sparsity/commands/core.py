@@ -48,9 +48,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from optimal_sparsity.commands.eval import resolve_checkpoint
     from optimal_sparsity.hf_export import export_hf
 
-    out = export_hf(args.checkpoint, args.out)
+    out = export_hf(resolve_checkpoint(args.checkpoint, "exporting"), args.out,
+                    replace=args.force)
     print(f"wrote {out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
     return 0
 
@@ -97,8 +99,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="export a checkpoint to a Hugging Face MixtralForCausalLM directory")
     p.set_defaults(func=cmd_export)
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path)
+    p.add_argument("checkpoint", type=Path,
+                   help="checkpoint directory (or a run directory: its newest checkpoint), "
+                        "or an HF Mixtral directory")
+    p.add_argument("out", type=Path, help="new directory (never an existing run or checkpoint)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier export at OUT (nothing else is ever replaced)")
     p = sub.add_parser(
         "plan", help="sparsity planner: candidate (d, E, k) for a token and compute budget")
     p.set_defaults(func=cmd_plan)

@@ -7,21 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import REPO, positive_int
+from optimal_sparsity.cli import REPO, device_arg, positive_int, thread_count
 from optimal_sparsity.errors import UserError
 
 DEFAULT_RESULTS = REPO / "results" / "table"
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory; a run directory means its newest checkpoint."""
+def resolve_checkpoint(path: Path, doing: str = "evaluating") -> Path:
+    """A checkpoint (or HF) directory; a run directory means its newest checkpoint."""
     from optimal_sparsity.train.state import list_checkpoints
 
     if (path / "checkpoints").is_dir():
         found = list_checkpoints(path / "checkpoints")
         if not found:
             raise UserError(f"run {path} has no complete checkpoint yet")
-        print(f"evaluating the newest checkpoint of the run: {found[-1][1]}", file=sys.stderr)
+        print(f"{doing} the newest checkpoint of the run: {found[-1][1]}", file=sys.stderr)
         return found[-1][1]
     if not path.is_dir():
         raise UserError(f"no checkpoint directory at {path}")
@@ -135,8 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accuracy tier: this project's lm-eval adapter (default) or lm-eval's "
                         "hf backend on an exported copy")
     p.add_argument("--paper-backend", choices=["hf", "vllm"])
-    p.add_argument("--device", help="cpu (default) or cuda")
-    p.add_argument("--threads", type=positive_int, help="torch threads while evaluating")
+    p.add_argument("--device", type=device_arg, help="cpu (default) or cuda")
+    p.add_argument("--threads", type=thread_count, help="torch threads while evaluating")
     p.add_argument("--force", action="store_true", help="recompute tiers already in the table")
     p.set_defaults(func=cmd_eval)
 

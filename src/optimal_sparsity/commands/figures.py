@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from optimal_sparsity.cli import bounded_int
 from optimal_sparsity.figures.registry import FIGURES
 from optimal_sparsity.paths import REPO, mode_dir
 
@@ -183,7 +184,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-unpinned", action="store_true",
                    help="pull entries the lock pins no revision for (hashes not checked)")
     g.add_argument("--hub-cache", type=Path, help="where pulled repositories go")
-    g.add_argument("--limit", type=int, default=0, help="items per task (0: all)")
+    g.add_argument("--limit", type=bounded_int(0), default=0, help="items per task (0: all)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from optimal_sparsity.errors import UserError
+
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -22,8 +24,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     if args.datasets:
         names += [e.name for e in lock.datasets]
     if not names:
-        raise SystemExit("reproduce pull: name at least one model or data set "
-                         "(`./reproduce lock` lists them), or --all-math / --datasets")
+        raise UserError("pull: name at least one model or data set (`./reproduce lock` lists "
+                        "them), or --all-math / --datasets")
     entries = [lock.find(n) for n in dict.fromkeys(names)]  # all names checked before any pull
     cache = args.cache_dir or default_cache_dir()
     for entry in entries:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import positive_int
+from optimal_sparsity.cli import bounded_int, positive_float, positive_int, seed_int, thread_count
 from optimal_sparsity.errors import UserError
 
 
@@ -93,26 +93,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GSM8K train JSONL (question, answer): the paper preset's prompts")
     p.add_argument("--steps", type=positive_int, help="override the preset's max_steps")
     p.add_argument("--eval-n", type=positive_int, help="held-out items for before/after")
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=positive_float)
     p.add_argument("--rollouts-per-step", type=positive_int,
                    help="completions per step (a multiple of the preset's rollouts per prompt)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--results", type=Path, help="results table directory (adds rows)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=thread_count)
     p.set_defaults(func=cmd_grpo)
 
     p = sub.add_parser("selfconsistency",
                        help="test-time compute: majority vote and coverage at N = 1..2^r")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--r-max", type=int, default=7)
+    p.add_argument("--r-max", type=bounded_int(0, 16), default=7)
     p.add_argument("--problems", type=positive_int, default=100)
     p.add_argument("--max-new-tokens", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     p.add_argument("--results", type=Path)
     p.add_argument("--force", action="store_true", help="recompute even if cached")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=thread_count)
     p.set_defaults(func=cmd_selfconsistency)
 
     p = sub.add_parser("code-eval", help="HumanEval / MBPP pass@1 (greedy, sandboxed)")
@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mbpp", type=Path, help="MBPP items with test_list (JSON/JSONL[.gz])")
     p.add_argument("--max-new-tokens", type=positive_int, default=512)
     p.add_argument("--results", type=Path)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=thread_count)
     p.add_argument("--unconfined-sandbox", action="store_true",
                    help="where no sandbox mode contains writes and network here, run the "
                         "generated code unconfined anyway (docs/sandbox.md)")

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import positive_int
+from optimal_sparsity.cli import bounded_int, positive_float, positive_int, seed_int, thread_count
+from optimal_sparsity.errors import UserError
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -15,10 +16,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from optimal_sparsity.data.presets import get_corpus_preset
 
     cfg = get_corpus_preset(args.preset)
-    changes = {k: v for k, v in (("train_tokens", args.tokens), ("seed", args.seed)) if v}
+    changes = {k: v for k, v in (("train_tokens", args.tokens), ("seed", args.seed))
+               if v is not None}
     if changes:
         cfg = type(cfg).from_dict({**cfg.to_dict(), **changes})
-    out = build_corpus(cfg, args.out)
+    out = build_corpus(cfg, args.out, replace=args.force)
     meta = json.loads((out / "corpus.json").read_text())
     print(json.dumps(meta["stats"], indent=2))
     print(f"wrote {out}")
@@ -29,7 +31,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from optimal_sparsity.data.corpus import tokenize_files
 
     out = tokenize_files(args.inputs, args.tokenizer, args.out, args.val_fraction,
-                         args.text_field, args.seed)
+                         args.text_field, args.seed, replace=args.force)
     print(f"wrote {out}")
     return 0
 
@@ -60,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 micro_batch=args.micro_batch or 1)
         return 0
     if args.out is None:
-        raise SystemExit("error: --out is required (except with --dry-run)")
+        raise UserError("train: --out is required (except with --dry-run)")
     from optimal_sparsity.train.loop import Trainer
 
     cfg = _train_config(args)
@@ -70,11 +72,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted at step {result.step}/{result.total_steps}; checkpoint saved. "
               "Run the same command to resume.", file=sys.stderr)
         return 130
+    rate = s["median_tokens_per_s"]
+    rate = f"{rate:,.0f} tokens/s (median)" if rate is not None else "no step run now"
     print(f"{s['model']['name']}: {result.step} steps, {s['tokens']:,} tokens, "
           f"train CE {s['final_train_ce']:.4f}, val loss {s['final_val_loss']:.4f}, "
-          f"{s['median_tokens_per_s']:,.0f} tokens/s (median), TPP {s['tpp']:.1f}")
+          f"{rate}, TPP {s['tpp']:.1f}")
     print(f"run directory: {result.out}")
     return 0
+
+
+FORCE_CORPUS = "replace an earlier corpus at --out (nothing else is ever replaced)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,16 +89,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--preset", default="default")
     p.add_argument("--tokens", type=positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
+    p.add_argument("--force", action="store_true", help=FORCE_CORPUS)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("tokenize", help="tokenize local text/JSONL into token shards")
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("--tokenizer", required=True, help="path of an HF tokenizer directory")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--val-fraction", type=float, default=0.01)
+    p.add_argument("--val-fraction", type=positive_float, default=0.01)
     p.add_argument("--text-field", default="text")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--force", action="store_true", help=FORCE_CORPUS)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("train", help="pre-train one model (resumes if --out has a run)")
@@ -101,15 +110,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus-preset", default="default")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=positive_int)
-    g.add_argument("--tokens", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tokens", type=positive_float)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--micro-batch", type=positive_int)
     p.add_argument("--grad-accum", type=positive_int)
     p.add_argument("--seq-len", type=positive_int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--eval-interval", type=int)
-    p.add_argument("--ckpt-interval", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--eval-interval", type=bounded_int(0))
+    p.add_argument("--ckpt-interval", type=bounded_int(0))
+    p.add_argument("--threads", type=thread_count)
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--dry-run", action="store_true",
                    help="build the model and one batch only (works for paper-size configs)")

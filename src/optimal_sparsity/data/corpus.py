@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from optimal_sparsity.atomic import atomic_dir
+from optimal_sparsity.atomic import atomic_dir, check_replaceable
 from optimal_sparsity.checkpoint import write_manifest
 from optimal_sparsity.data.arithmetic import (
     ArithmeticConfig,
@@ -42,6 +42,7 @@ from optimal_sparsity.errors import UserError
 SOURCES = ("knowledge", "scripts", "arithmetic")
 EVAL_TASKS = ("triviaqa_proxy", "hellaswag_proxy", "gsm8k_proxy", "gsmplus_proxy")
 FORMAT = "optimal-sparsity-corpus/1"
+CORPUS_KIND = "corpus"  # the output marker atomic_dir writes
 # Bumped whenever the generator's output for a given config changes: part of the
 # fingerprint, so a cached corpus is never reused across generator versions.
 GENERATOR_VERSION = 3
@@ -227,11 +228,14 @@ def _exposure_stats(mixture: Mixture, counts: Counter) -> dict[str, float]:
             "people_never_seen": int((exp == 0).sum())}
 
 
-def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False) -> Path:
-    """Generate, tokenize and write the corpus for ``cfg`` (see the module docstring)."""
+def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False, *,
+                 replace: bool = False) -> Path:
+    """Generate, tokenize and write the corpus for ``cfg`` (see the module docstring);
+    ``replace``: an earlier corpus at ``out_dir`` may be replaced."""
     out_dir = Path(out_dir)
+    check_replaceable(out_dir, CORPUS_KIND, replace=replace)
     mixture = Mixture(cfg)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, CORPUS_KIND, replace=replace) as tmp:
         sample = mixture.documents("tokenizer")
         train_bpe((next(sample)[1] for _ in range(cfg.tokenizer_sample_docs)),
                   cfg.vocab_size, tmp / "tokenizer")
@@ -278,12 +282,14 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False)
 
 
 def tokenize_files(inputs: list[Path], tokenizer: str | Path, out_dir: str | Path,
-                   val_fraction: float = 0.01, text_field: str = "text", seed: int = 0) -> Path:
+                   val_fraction: float = 0.01, text_field: str = "text", seed: int = 0, *,
+                   replace: bool = False) -> Path:
     """Tokenize local text (one document per file, or per blank-line-free line of .txt)
     or JSONL (``text_field``) into the same shard format; every ``1/val_fraction``-th
     document (by a seeded draw) goes to validation."""
     if not 0 < val_fraction < 1:
         raise UserError("--val-fraction must be in (0, 1)")
+    check_replaceable(out_dir, CORPUS_KIND, replace=replace)
     tok = load_tokenizer(tokenizer)
     eos_id = tok.eos_token_id
     if eos_id is None:
@@ -296,19 +302,27 @@ def tokenize_files(inputs: list[Path], tokenizer: str | Path, out_dir: str | Pat
         for path in inputs:
             if not path.is_file():
                 raise UserError(f"no such input file {path}")
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
+            with open(path, "rb") as f:
+                for n, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        raise UserError(f"{path}:{n}: not UTF-8 text ({err.reason} at byte "
+                                        f"{err.start} of the line)") from None
                     if path.suffix == ".jsonl":
                         try:
                             text = json.loads(line)[text_field]
                         except (json.JSONDecodeError, KeyError, TypeError) as err:
                             raise UserError(f"{path}:{n}: no {text_field!r} field ({err})") from err
+                        if not isinstance(text, str):
+                            raise UserError(f"{path}:{n}: {text_field!r} is a "
+                                            f"{type(text).__name__}, not a string")
                     else:
                         text = line.rstrip("\n")
                     if text:
                         yield text
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, CORPUS_KIND, replace=replace) as tmp:
         tok.save_pretrained(tmp / "tokenizer")
         writers = {"train": ShardWriter(tmp / "train.bin", dtype),
                    "val": ShardWriter(tmp / "val.bin", dtype)}

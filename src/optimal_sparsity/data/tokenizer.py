@@ -30,7 +30,17 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Pat
 
 
 def load_tokenizer(path: str | Path):
-    """Any HF tokenizer by local path (never remote code)."""
+    """Any HF tokenizer from a local directory (never the hub, never remote code)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    from optimal_sparsity.errors import UserError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"no tokenizer directory at {path}")
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False,
+                                             local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a loadable HF tokenizer directory: {first}") from None

@@ -36,9 +36,11 @@ from typing import Any
 
 import torch
 
+from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
+from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
 from optimal_sparsity.results.table import (
     Row,
     cached_part,
@@ -115,15 +117,7 @@ class TierSkipped(Exception):  # a reason, not a failure
 
 # Checkpoints ----------------------------------------------------------------------------
 
-def is_hf_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text())
-    except json.JSONDecodeError:
-        return False
-    return data.get("model_type") == "mixtral" and "format" not in data
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def hf_identity(directory: Path) -> dict[str, Any]:
@@ -272,7 +266,7 @@ def _tier_accuracy(job: _Job) -> list[Row]:
 
         with _exported(job) as hf_dir:
             lm = HFLM(pretrained=str(hf_dir), dtype="float32", device=s.device,
-                      batch_size=s.batch_size, trust_remote_code=False)
+                      batch_size=s.batch_size, trust_remote_code=False, use_safetensors=True)
             res = run_proxy_tasks(lm, corpus, s.tasks, limit=s.limit, gen_kwargs=gen)
     rows = []
     for task in s.tasks:
@@ -359,20 +353,6 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def check_corpus(ckpt: Path, corpus: Path) -> None:
-    """Refuse a corpus whose tokenizer is not the checkpoint's."""
-    from optimal_sparsity.atomic import sha256_file
-
-    ours, theirs = ckpt / "tokenizer.json", corpus / "tokenizer" / "tokenizer.json"
-    if not theirs.is_file():
-        raise UserError(f"{corpus} is not a corpus directory (no tokenizer/tokenizer.json)")
-    if not ours.is_file():
-        raise UserError(f"checkpoint {ckpt} has no tokenizer.json")
-    if sha256_file(ours) != sha256_file(theirs):
-        raise UserError(f"checkpoint {ckpt} was not trained with the tokenizer of corpus "
-                        f"{corpus}: pass the corpus it was trained on")
-
-
 def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
                         results_root: str | Path, settings: EvalSettings | None = None,
                         log: Callable[[str], None] | None = None,
@@ -387,6 +367,10 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
     corpus = Path(corpus) if corpus is not None else None
     log = log or (lambda _msg: None)
     if is_hf_dir(ckpt):
+        if not any((ckpt / n).is_file() for n in HF_TOKENIZER_FILES):
+            names = " or ".join(HF_TOKENIZER_FILES)
+            raise UserError(f"HF directory {ckpt} has no tokenizer ({names}): copy the "
+                            "model's tokenizer files beside its weights")
         source, identity = "pull", hf_identity(ckpt)
     else:
         from optimal_sparsity.checkpoint import verify_checkpoint

@@ -368,7 +368,7 @@ def run_grpo(checkpoint: str | Path, corpus: str | Path, out: str | Path,
                 "metrics": {"before": dataclasses.asdict(before),
                             "after": dataclasses.asdict(after)}}
             saved = save_checkpoint(out / "checkpoint", model_ours, cfg,
-                                    tokenizer_dir=checkpoint, meta=meta)
+                                    tokenizer_dir=checkpoint, meta=meta, replace=True)
     result = GRPOResult(settings, before, after, _mean_reward(history, True),
                         _mean_reward(history, False), wall, saved, history)
     _write_summary(out, checkpoint, result)

@@ -54,10 +54,11 @@ def default_backend() -> Backend:
 def model_args(model_dir: str | Path, backend: Backend) -> dict[str, Any]:
     """lm-eval ``model_args`` for a local HF Mixtral directory (never remote code)."""
     common = {"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": False}
-    if backend == "hf":
-        return {**common, "dtype": "float32", "max_length": MAX_LENGTH}
+    if backend == "hf":  # safetensors only: a .bin-only directory is refused, not unpickled
+        return {**common, "dtype": "float32", "max_length": MAX_LENGTH, "use_safetensors": True}
     if backend == "vllm":
         return {**common, "dtype": "bfloat16", "max_model_len": MAX_LENGTH, "seed": SEED,
+                "load_format": "safetensors",
                 "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9}
     raise ValueError(f"unknown backend {backend!r}: 'hf' or 'vllm'")
 

@@ -137,12 +137,13 @@ def self_consistency(checkpoint: str | Path, corpus: str | Path,
     """Self-consistency of one checkpoint of this artifact on the reasoning proxy."""
     import tempfile
 
-    from optimal_sparsity.checkpoint import verify_checkpoint
+    from optimal_sparsity.checkpoint import check_corpus, verify_checkpoint
     from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
     from optimal_sparsity.results.table import cached_part, part_name, write_part
 
     settings = settings or SCSettings()
     verify_checkpoint(checkpoint)
+    check_corpus(Path(checkpoint), Path(corpus))  # as eval does: same tokenizer or refuse
     ident = checkpoint_identity(checkpoint)
     part = part_name(ident["run"], ident["step"], TASK)
     rows = None if results is None or force else cached_part(results, part,

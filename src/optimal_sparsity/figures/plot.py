@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optimal_sparsity.atomic import atomic_open
 from optimal_sparsity.claims.data import Point, families, having
 from optimal_sparsity.claims.registry import ClaimData, TaskSet
 from optimal_sparsity.figures.spec import FigureSpec, Panel
@@ -217,9 +218,8 @@ def draw(spec: FigureSpec, data: ClaimData, points: list[Point], out_stem: Path,
     fig, all_data = build_figure(spec, data, points, label)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg", "pdf"):
-        tmp = out_stem.with_name(f".tmp-{out_stem.name}.{ext}")
-        fig.savefig(tmp, dpi=150, format=ext)
-        tmp.replace(out_stem.with_suffix(f".{ext}"))
+        with atomic_open(out_stem.with_suffix(f".{ext}"), "wb") as f:
+            fig.savefig(f, dpi=150, format=ext)
     plt.close(fig)
     return all_data
 

@@ -338,6 +338,7 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
     under ``root/models/repo_id``."""
     import tempfile
 
+    from optimal_sparsity.atomic import OUTPUT_MARKER
     from optimal_sparsity.checkpoint import save_checkpoint
     from optimal_sparsity.hf_export import export_hf
     from optimal_sparsity.model import build_model
@@ -347,6 +348,7 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
         save_checkpoint(Path(tmp) / "ckpt", build_model(cfg, seed=seed), cfg,
                         tokenizer_dir=tokenizer_dir)
         export_hf(Path(tmp) / "ckpt", out)
+    (out / OUTPUT_MARKER).unlink()  # a released repository carries only HF files
     (out / "README.md").write_text(f"# {repo_id}\n\nA tiny {cfg.grid_name} test model.\n")
     return out
 

@@ -10,7 +10,8 @@ Layout of the cache directory (default ``~/.cache/optimal-sparsity/hub``)::
 Files are downloaded with ``huggingface_hub.hf_hub_download`` at the pinned revision into
 the staging directory. Completed files stay there across runs, so an interrupted pull
 resumes at file granularity; within a file, huggingface_hub resumes dropped connections
-with HTTP range requests. Every file is then checked (size and sha256 against the lock),
+with HTTP range requests; a server error (5xx, 429) or a dropped connection is retried
+with backoff (``RETRY_DELAYS_S``). Every file is then checked (size and sha256 against the lock),
 then the config and parameter count (models). Only then are the files moved into a fresh
 directory that replaces ``models/<name>`` in one rename: a failed pull never touches a
 previously verified copy and never leaves a half-written one under the final name.
@@ -21,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ CACHE_ENV = "OPTIMAL_SPARSITY_HUB_CACHE"
 RECORD = "PULL.json"
 RECORD_FORMAT = "optimal-sparsity-pull/1"
 Log = Callable[[str], None]
+RETRY_DELAYS_S: tuple[float, ...] = (1.0, 4.0, 16.0)  # waits before the 2nd, 3rd, 4th try
 
 
 def hub_endpoint() -> str:
@@ -85,6 +89,30 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
             OSError, ValueError)
 
 
+def _transient(err: BaseException) -> bool:
+    """A server error or a dropped connection: worth another try."""
+    import httpx2
+
+    code = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(code, int):
+        return code >= 500 or code == 429
+    return isinstance(err, httpx2.TransportError)
+
+
+def _retrying(what: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, tried again after each transient hub error, with backoff."""
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None), 1):
+        try:
+            return fn()
+        except _hub_errors() as err:
+            if delay is None or not _transient(err):
+                raise
+            print(f"{what}: {_one_line(err)}; retrying in {delay:g} s (try {attempt + 1} of "
+                  f"{len(RETRY_DELAYS_S) + 1})", file=sys.stderr)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 # The remote side ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -120,7 +148,8 @@ class RemoteRepo:
         api = HfApi(endpoint=endpoint, token=token)
         info_fn = api.model_info if entry.kind == "model" else api.dataset_info
         try:
-            info = info_fn(entry.repo_id, revision=revision, files_metadata=True)
+            info = _retrying(f"{entry.name}: {entry.repo_id}@{revision}", lambda: info_fn(
+                entry.repo_id, revision=revision, files_metadata=True))
         except _hub_errors() as err:
             raise UserError(f"{entry.name}: cannot read {entry.repo_id}@{revision} from "
                             f"{endpoint}: {_one_line(err)}") from None
@@ -152,9 +181,10 @@ class RemoteRepo:
         from huggingface_hub import hf_hub_download
 
         try:
-            out = hf_hub_download(self.entry.repo_id, path, repo_type=self.entry.repo_type,
-                                  revision=self.revision, local_dir=local_dir,
-                                  cache_dir=cache_dir, endpoint=self.endpoint, token=self.token)
+            out = _retrying(f"{self.entry.name}: {path}", lambda: hf_hub_download(
+                self.entry.repo_id, path, repo_type=self.entry.repo_type,
+                revision=self.revision, local_dir=local_dir, cache_dir=cache_dir,
+                endpoint=self.endpoint, token=self.token))
         except _hub_errors() as err:
             raise UserError(f"{self.entry.name}: download of {self.entry.repo_id}/{path}@"
                             f"{self.revision[:12]} failed: {_one_line(err)}") from None
@@ -339,7 +369,7 @@ def _download_and_promote(entry: Entry, cache_dir: Path, final: Path, *, endpoin
               "endpoint": endpoint,
               "hashes_checked_against": against,
               "files": [f.to_dict() for f in sorted(verified, key=lambda f: f.path)]}
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, "hub-pull", replace=True) as tmp:
         for f in verified:
             dst = tmp / f.path
             dst.parent.mkdir(parents=True, exist_ok=True)

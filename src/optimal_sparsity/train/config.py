@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,7 +65,10 @@ class TrainConfig:
             need(getattr(self, f) >= 1, f"{f} must be >= 1")
         for f in ("eval_interval", "ckpt_interval", "keep_last", "threads"):
             need(getattr(self, f) >= 0, f"{f} must be >= 0")
-        need(self.lr > 0, "lr must be > 0")
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+             f"lr must be a finite number > 0 (got {self.lr})")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+             f"seed must be in [0, 2^32) (got {self.seed})")
         need(0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "betas must be in [0, 1)")

@@ -2,6 +2,7 @@
 
 Run directory::
 
+    train.lock             held while a trainer works here (a second one refuses)
     train_config.json      the TrainConfig and its run id (a resumed run must have the same id)
     metrics.jsonl          one line per step (+ validation and expert-load records)
     checkpoints/step-N/    model + optimizer + RNG + data position (see state.py)
@@ -9,7 +10,8 @@ Run directory::
 
 Bitwise resume on CPU: the data position is one integer (samples consumed), the
 sampler's order depends only on (seed, epoch), the optimizer state and RNG are restored
-exactly, and the metrics log is truncated to the checkpoint's offset.
+exactly, and the metrics log is truncated to the checkpoint's offset. A resume refuses a
+corpus other than the one the checkpoint was trained on; a non-finite loss stops the run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 from optimal_sparsity.accounting import count_params, matmul_flops_per_token
-from optimal_sparsity.atomic import write_json
-from optimal_sparsity.checkpoint import save_checkpoint
+from optimal_sparsity.atomic import sweep_stale, write_json
+from optimal_sparsity.checkpoint import check_corpus, load_tensors, read_config, save_checkpoint
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
@@ -55,6 +57,37 @@ def model_config_for(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     """The grid point, with the corpus' vocabulary and the run's sequence length."""
     return get_config(cfg.model, vocab_size=vocab_size, max_seq_len=cfg.seq_len,
                       **cfg.model_overrides)
+
+
+def memory_estimate(mc: ModelConfig, cfg: TrainConfig) -> int:
+    """A lower bound on the bytes one training step needs: weights, gradients and AdamW's
+    two moments (fp32), and the activations kept for the backward pass of one micro-batch
+    (per token and layer about 34 d + 5 heads x seq_len values, plus k experts' hidden
+    states; logits and their gradient)."""
+    params = count_params(mc).total
+    per_token = (mc.n_layers * (34 * mc.d_model + 5 * mc.n_heads * cfg.seq_len
+                                + 3 * mc.top_k * mc.ffn_hidden) + 2 * mc.vocab_size)
+    return 4 * (4 * params + cfg.micro_batch * cfg.seq_len * per_token)
+
+
+def available_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def check_memory(mc: ModelConfig, cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse a run whose step cannot fit in the memory the device has free."""
+    need, have = memory_estimate(mc, cfg), available_memory(device)
+    if have is not None and need > have:
+        raise UserError(
+            f"{mc.name} with micro-batch {cfg.micro_batch} x {cfg.seq_len} tokens needs at "
+            f"least {need / 2**30:.1f} GiB on {device.type}, {have / 2**30:.1f} GiB is free: "
+            "use a smaller --micro-batch (and --grad-accum for the same batch)")
 
 
 def _dist_info() -> tuple[int, int]:
@@ -85,8 +118,8 @@ class Trainer:
         self.log_interval_s = log_interval_s
 
         self.corpus = Path(cfg.corpus)
-        meta = read_corpus_meta(self.corpus)
-        self.model_cfg = model_config_for(cfg, meta["vocab_size"])
+        self.corpus_meta = read_corpus_meta(self.corpus)
+        self.model_cfg = model_config_for(cfg, self.corpus_meta["vocab_size"])
         self.params = count_params(self.model_cfg)
         self.total_steps = cfg.total_steps(self.world)
         self.warmup = round(cfg.warmup_frac * self.total_steps)
@@ -94,6 +127,7 @@ class Trainer:
         self.keep_steps.add(self.total_steps)
         self.seqs_per_step = cfg.micro_batch * cfg.grad_accum * self.world
         self.tokens_per_step = self.seqs_per_step * cfg.seq_len
+        check_memory(self.model_cfg, cfg, self.device)
 
         self.sampler = BatchSampler(open_split(self.corpus, "train"), cfg.seq_len, cfg.seed)
         self.val_batches = fixed_batches(open_split(self.corpus, "val"), cfg.seq_len,
@@ -132,6 +166,10 @@ class Trainer:
             have = json.loads(path.read_text())
             keys = ("run", "world_size") if "run" in have else ("train", "world_size")
             if any(have.get(k) != want[k] for k in keys):
+                if have.get("train") == want["train"] and have.get("world_size") == self.world:
+                    raise UserError(f"{self.out} holds a run trained on another corpus than "
+                                    f"{self.corpus} now holds (run id {have.get('run')}, now "
+                                    f"{run_id}); use that corpus or another --out")
                 raise UserError(f"{self.out} holds a run with a different training config "
                                 f"(see {path}); use another --out to start a new run")
         elif self.rank == 0:
@@ -155,7 +193,9 @@ class Trainer:
                      "metrics_offset": offset, "rng": st.rng_json()}
             meta = {"train": self.cfg.to_dict(), "step": step,
                     "tokens": samples * self.cfg.seq_len,
-                    "corpus_fingerprint": read_corpus_meta(self.corpus).get("fingerprint")}
+                    "corpus_fingerprint": self.corpus_meta.get("fingerprint")}
+            if path.exists():  # a newer checkpoint that did not verify (resume skipped it)
+                st.remove_checkpoint(path)
             save_checkpoint(path, self.model, self.model_cfg,
                             tokenizer_dir=self.corpus / "tokenizer", meta=meta,
                             tensors={st.OPTIMIZER_FILE: tensors},
@@ -174,15 +214,29 @@ class Trainer:
         for _, p in rolling[:max(0, excess)]:
             st.remove_checkpoint(p)
 
+    def _check_corpus(self, ckpt: Path) -> None:
+        """Refuse to resume on a corpus other than the checkpoint's (same path, new data)."""
+        meta = read_config(ckpt)
+        have, want = self.corpus_meta.get("fingerprint"), meta.get("corpus_fingerprint")
+        vocab = meta["model"].get("vocab_size")
+        if have != want or vocab != self.model_cfg.vocab_size:
+            raise UserError(
+                f"{self.out}: checkpoint {ckpt.name} was trained on another corpus (fingerprint "
+                f"{want}, vocabulary {vocab}) than {self.corpus} now holds (fingerprint {have}, "
+                f"vocabulary {self.model_cfg.vocab_size}); use that corpus or another --out")
+        try:
+            check_corpus(ckpt, self.corpus)
+        except UserError as err:
+            raise UserError(f"{self.out}: cannot resume: {err}") from None
+
     def _resume(self) -> tuple[int, int]:
         point = st.latest_resume_point(self.ckpt_root)
         if point is None:
             if self.rank == 0 and self.metrics_path.exists():
                 self.metrics_path.unlink()  # a run that never checkpointed starts over
             return 0, 0
-        from safetensors.torch import load_file
-
-        weights = load_file(point.path / "model.safetensors", device=str(self.device))
+        self._check_corpus(point.path)
+        weights = load_tensors(point.path / "model.safetensors", self.device)
         self.model.load_state_dict(weights, strict=True)
         tensors = st.load_optimizer_file(point.path)
         st.restore_optimizer(self.opt, tensors, point.state["param_groups"])
@@ -252,10 +306,36 @@ class Trainer:
             rec["expert_load"] = [[round(v, 5) for v in row] for row in frac.tolist()]
         return rec
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold ``train.lock`` (rank 0): a second trainer on this directory refuses."""
+        if self.rank != 0:
+            yield
+            return
+        from filelock import FileLock, Timeout
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.out / "train.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UserError(f"{self.out} is being trained by another process (it holds "
+                            f"{self.out / 'train.lock'}); wait for it or use another --out"
+                            ) from None
+        try:
+            # Nobody else writes here now: what a killed trainer left is stale.
+            sweep_stale(self.out)
+            sweep_stale(self.ckpt_root)
+            yield
+        finally:
+            lock.release()
+
     def run(self) -> RunResult:
+        with self._locked():
+            return self._run()
+
+    def _run(self) -> RunResult:
         cfg = self.cfg
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
         if self.world > 1:
             dist.barrier()
         self._check_run_dir()
@@ -275,6 +355,10 @@ class Trainer:
             while step < self.total_steps:
                 t0 = time.perf_counter()
                 rec = self.train_step(step, samples)
+                if not math.isfinite(rec["loss"]):
+                    raise UserError(
+                        f"{self.out}: the loss is {rec['loss']} at step {step + 1} (lr "
+                        f"{rec['lr']:.3g}); training stopped, checkpoints are kept as they were")
                 dt = time.perf_counter() - t0
                 step += 1
                 samples += self.seqs_per_step
@@ -308,7 +392,7 @@ class Trainer:
                 rec = json.loads(line)
                 last.update({k: rec[k] for k in ("loss", "ce", "val_loss") if k in rec})
         steady = sorted(rates[2:] or rates)
-        tok_s = steady[len(steady) // 2] if steady else float("nan")
+        tok_s = steady[len(steady) // 2] if steady else None  # none measured this session
         mc = self.model_cfg
         summary = {
             "status": status, "model": mc.to_dict(), "step": step,
@@ -318,7 +402,7 @@ class Trainer:
             "final_train_ce": last.get("ce"), "final_val_loss": last.get("val_loss"),
             "median_tokens_per_s": tok_s, "wall_s_this_session": wall,
             "achieved_flops": tok_s * matmul_flops_per_token(mc, self.cfg.seq_len)
-            if math.isfinite(tok_s) else None,
+            if tok_s is not None else None,
             "world_size": self.world, "threads": torch.get_num_threads(),
         }
         if self.rank == 0 and status == "finished":

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from optimal_sparsity.atomic import is_temporary
-from optimal_sparsity.checkpoint import verify_checkpoint
+from optimal_sparsity.checkpoint import load_tensors, verify_checkpoint
 from optimal_sparsity.errors import IntegrityError, UserError
 
 STEP_DIR = re.compile(r"^step-(\d{7})$")
@@ -104,7 +103,7 @@ def latest_resume_point(root: Path) -> ResumePoint | None:
 
 
 def load_optimizer_file(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(path / OPTIMIZER_FILE)
+    return load_tensors(path / OPTIMIZER_FILE)
 
 
 def remove_checkpoint(path: Path) -> None:
