@@ -68,7 +68,7 @@ def save_checkpoint(
         config = {"format": FORMAT, "model": cfg.to_dict(), **(meta or {})}
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer_dir is not None:
-            copy_tokenizer(tokenizer_dir, tmp)
+            copy_tokenizer(tokenizer_dir, tmp, model_max_length=cfg.max_seq_len)
         for name, sd in (tensors or {}).items():
             save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / name)
         for name, obj in (json_files or {}).items():
@@ -77,13 +77,18 @@ def save_checkpoint(
     return directory
 
 
-def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
+def copy_tokenizer(src: str | Path, dst: str | Path, *, model_max_length: int) -> None:
+    """Copy an HF tokenizer beside a model whose window is ``model_max_length``, in the
+    form transformers 4.x and 5.x both load (``data.tokenizer.make_portable``)."""
+    from optimal_sparsity.data.tokenizer import make_portable
+
     src = Path(src)
     found = [n for n in TOKENIZER_FILES if (src / n).is_file()]
     if "tokenizer.json" not in found:
         raise UserError(f"no HF tokenizer (tokenizer.json) in {src}")
     for n in found:
         shutil.copyfile(src / n, Path(dst) / n)
+    make_portable(dst, model_max_length=model_max_length)
 
 
 def verify_checkpoint(directory: str | Path) -> dict[str, Any]:
