@@ -8,8 +8,9 @@ enter. ``install`` puts it into a virtual environment in three hash-checked step
 1. the installer itself (pip, setuptools) from the lock;
 2. torch alone, with PyTorch's CPU index added (``TORCH_CPU_INDEX``; where that index is
    unreachable pip's own configured sources are searched, and the pinned hash still decides);
-3. the whole lock (torch is already there), resolved by pip so that a dependency missing
-   from the lock is an error, not a silent download;
+3. the whole lock (torch is already there), without dependency resolution (pip's
+   hash-checking mode cannot take an extra such as ``typepy[datetime]`` of a pin), then
+   ``pip check``, so that a dependency missing from the lock is an error, not a download;
 
 then the project itself, editable, without dependencies or build isolation.
 
@@ -85,15 +86,22 @@ def read_lock(path: str | Path) -> dict[str, Pin]:
     return parse_lock(Path(path).read_text())
 
 
-def _pip(python: str, args: Sequence[str], log: Callable[[str], None]) -> None:
-    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", *args]
+def _pip(python: str, args: Sequence[str], log: Callable[[str], None], capture: bool,
+         command: str = "install") -> None:
+    cmd = [python, "-m", "pip", command, "--disable-pip-version-check", *args]
     log("+ " + " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    res = subprocess.run(cmd, capture_output=capture, text=True)
+    if capture:
+        log(res.stdout + res.stderr)
+    if res.returncode:
+        raise subprocess.CalledProcessError(res.returncode, cmd, res.stdout, res.stderr)
 
 
 def install(python: str, lock: str | Path, *, editable: str | Path | None = None,
-            log: Callable[[str], None] = print) -> None:
-    """Install ``lock`` into the environment of ``python`` (see the module docstring)."""
+            log: Callable[[str], None] = print, capture: bool = False) -> None:
+    """Install ``lock`` into the environment of ``python`` (see the module docstring).
+    With ``capture`` pip's output goes to ``log`` and, for the failing step, into the
+    ``CalledProcessError``."""
     pins = read_lock(lock)
     unhashed = sorted(p.name for p in pins.values() if not p.hashes)
     if unhashed:
@@ -105,13 +113,14 @@ def install(python: str, lock: str | Path, *, editable: str | Path | None = None
             return str(path)
 
         hashed = ["--require-hashes", "--no-deps"]
-        _pip(python, [*hashed, "-r", part("installer.txt", INSTALLER)], log)
+        _pip(python, [*hashed, "-r", part("installer.txt", INSTALLER)], log, capture)
         if "torch" in pins:
             _pip(python, [*hashed, "--extra-index-url", TORCH_CPU_INDEX,
-                          "-r", part("torch.txt", ["torch"])], log)
-        _pip(python, ["--require-hashes", "-r", str(lock)], log)
+                          "-r", part("torch.txt", ["torch"])], log, capture)
+        _pip(python, [*hashed, "-r", str(lock)], log, capture)
     if editable is not None:
-        _pip(python, ["--no-deps", "--no-build-isolation", "-e", str(editable)], log)
+        _pip(python, ["--no-deps", "--no-build-isolation", "-e", str(editable)], log, capture)
+    _pip(python, [], log, capture, command="check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
