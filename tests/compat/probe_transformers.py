@@ -1,7 +1,7 @@
 """Run inside another transformers environment (tests/compat/): load an export the way a
 user of that version would and print what it computes, as JSON on stdout.
 
-    python probe_transformers.py EXPORT_DIR TEXTS_JSON
+    python probe_transformers.py TEXTS_JSON EXPORT_DIR...
 """
 
 import json
@@ -13,8 +13,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
-def main() -> None:
-    export, texts = sys.argv[1], json.loads(Path(sys.argv[2]).read_text())
+def probe(export: str, texts: list[str]) -> dict:
     tok = AutoTokenizer.from_pretrained(export)
     model = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
     out = {"transformers": transformers.__version__, "tokenizer_class": type(tok).__name__,
@@ -28,7 +27,12 @@ def main() -> None:
             gen = model.generate(**enc, max_new_tokens=8, do_sample=False)
         out["ids"].append(enc["input_ids"][0].tolist())
         out["generated"].append(gen[0, enc["input_ids"].shape[1]:].tolist())
-    json.dump(out, sys.stdout)
+    return out
+
+
+def main() -> None:
+    texts = json.loads(Path(sys.argv[1]).read_text())
+    json.dump({export: probe(export, texts) for export in sys.argv[2:]}, sys.stdout)
 
 
 if __name__ == "__main__":
