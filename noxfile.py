@@ -75,6 +75,7 @@ def bench(session: nox.Session) -> None:
 # The transformers 4.x environment the export compatibility test builds (tests/compat/):
 # the project's torch and lm-eval with the transformers 4.57 that vLLM-era tools load.
 COMPAT_TRANSFORMERS = "transformers==4.57.6"
+LOCKS = ("requirements.lock", "tests/compat/transformers-4.57.txt")
 
 
 def _pyproject_pins() -> dict[str, str]:
@@ -114,9 +115,11 @@ def lock(session: nox.Session) -> None:
                     "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
                     "--custom-compile-command", "nox -s lock", "-c", str(cpu_torch),
                     *_torch_cpu_sources(session, TORCH_CPU_INDEX)]
-        session.run(*compile_, "pyproject.toml", "--extra", "dev", "-o", "requirements.lock")
-        session.run(*compile_, str(compat), "-o", "tests/compat/transformers-4.57.txt")
-    for path in ("requirements.lock", "tests/compat/transformers-4.57.txt"):
+        session.run(*compile_, "pyproject.toml", "--extra", "dev", "-o", LOCKS[0])
+        session.run(*compile_, str(compat), "-o", LOCKS[1])
+        for path in LOCKS:  # uv's "# via -c <file>" names the temporary directory
+            Path(path).write_text(Path(path).read_text().replace(tmp + "/", ""))
+    for path in LOCKS:
         cuda = [n for n in read_lock(path) if n.startswith(("nvidia-", "triton"))]
         if cuda:
             session.error(f"{path} pins CUDA packages: {', '.join(cuda)}")

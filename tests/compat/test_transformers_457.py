@@ -46,8 +46,9 @@ def cache_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tf457_python() -> str:
-    """The 4.57 environment's interpreter, built once per content of PINS."""
-    digest = hashlib.sha256(PINS.read_bytes()).hexdigest()[:12]
+    """The 4.57 environment's interpreter, built once per set of pins in PINS."""
+    pins = "".join(p.requirement() + "\n" for p in envlock.read_lock(PINS).values())
+    digest = hashlib.sha256(pins.encode()).hexdigest()[:12]
     root = cache_root() / "venvs" / f"tf457-{digest}"
     python = root / "bin" / "python"
     done = root / ".complete"
@@ -128,21 +129,17 @@ def test_export_loads_in_transformers_457(tf457_python, trained_exports, tmp_pat
         assert any(len(g) == 8 for g in got["generated"])  # generate() ran, not stopped at once
 
 
-def _hellaswag_tasks(corpus: Path, out: Path) -> Path:
-    from optimal_sparsity.eval.lm_eval_tasks import write_task_configs
-
-    write_task_configs(corpus, out)
-    return out
-
-
 def test_plain_lm_eval_cli_on_457(tf457_python, trained_exports, tiny_corpus, tmp_path):
     """`lm_eval --model hf --model_args pretrained=<export>` on 4.57: the same per-choice
     log-likelihoods (<= 1e-4) as lm-eval in the project's environment (transformers 5.x)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    from optimal_sparsity.eval.lm_eval_tasks import write_task_configs
+
     _, export, _ = trained_exports
-    tasks = _hellaswag_tasks(tiny_corpus, tmp_path / "tasks")
+    tasks = tmp_path / "tasks"
+    write_task_configs(tiny_corpus, tasks)
     res = subprocess.run(
         [tf457_python, "-m", "lm_eval", "--model", "hf", "--model_args",
          f"pretrained={export},dtype=float32", "--tasks", "hellaswag_proxy",
