@@ -12,8 +12,8 @@ ARG GPU_BASE=pytorch/pytorch:2.7.0-cuda12.8-cudnn9-devel
 ARG GPU_BASE_DIGEST=unresolved
 
 # ---------------------------------------------------------------------------------------
-# CPU: python 3.11, torch 2.13.0 from PyTorch's CPU wheel index, then the project exactly as
-# ./reproduce installs it (pyproject.toml + requirements.lock, in /opt/venv).
+# CPU: python 3.11 and the project exactly as ./reproduce installs it (requirements.lock with
+# --require-hashes, torch 2.13.0+cpu from PyTorch's CPU wheel index, in /opt/venv).
 FROM ${CPU_BASE} AS cpu
 ARG CPU_BASE
 ARG CPU_BASE_DIGEST
@@ -37,16 +37,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /opt/optimal-sparsity
 COPY docker/ docker/
 RUN ALLOW_UNRESOLVED_BASE="${ALLOW_UNRESOLVED_BASE}" docker/check-base.sh cpu
-# The CPU wheel first: a plain `torch==2.13.0` from PyPI would be the multi-GB CUDA build.
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --no-cache-dir \
-      --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY . .
 # bubblewrap: the code sandbox's mode for a non-root user (docs/sandbox.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bubblewrap=0.8.0-2+deb12u1 \
  && rm -rf /var/lib/apt/lists/*
-# ./reproduce's own first-run install: pip install -c requirements.lock -e .[dev] (torch kept).
+# ./reproduce's own first-run install (src/optimal_sparsity/envlock.py): every file
+# hash-checked against requirements.lock, torch's CPU wheel from PyTorch's CPU index.
 RUN ./reproduce --help > /dev/null \
  && useradd --create-home --uid 1000 --shell /bin/bash repro \
  && chown -R repro:repro /opt/optimal-sparsity

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
+import tomllib
+import urllib.request
+from pathlib import Path
 
 import nox
 
@@ -66,13 +72,54 @@ def bench(session: nox.Session) -> None:
     session.run(PYTHON, "-m", "optimal_sparsity.cli", "bench", *session.posargs)
 
 
+# The transformers 4.x environment the export compatibility test builds (tests/compat/):
+# the project's torch and lm-eval with the transformers 4.57 that vLLM-era tools load.
+COMPAT_TRANSFORMERS = "transformers==4.57.6"
+LOCKS = ("requirements.lock", "tests/compat/transformers-4.57.txt")
+
+
+def _pyproject_pins() -> dict[str, str]:
+    deps = tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"]
+    return {re.split(r"[\[=]", d, maxsplit=1)[0].lower().replace("_", "-"): d for d in deps}
+
+
+def _torch_cpu_sources(session: nox.Session, index: str) -> list[str]:
+    """uv arguments that offer the CPU torch wheels: PyPI has only the CUDA build. PyTorch's
+    CPU index where it is reachable, else the wheel directories pip is configured with."""
+    try:
+        urllib.request.urlopen(index + "/torch/", timeout=10).close()
+        return ["--find-links", index + "/torch/"]
+    except OSError:
+        pass
+    listed = session.run(PYTHON, "-m", "pip", "config", "list", silent=True) or ""
+    found = [*re.findall(r"find-links='([^']*)'", listed), os.environ.get("PIP_FIND_LINKS", "")]
+    dirs = sorted({d for v in found for d in v.split() if Path(d).is_dir()})
+    if not dirs:
+        session.error(f"{index} is unreachable and pip has no local wheel directory")
+    session.log(f"{index} is unreachable: torch from {', '.join(dirs)} (its hash is locked)")
+    return [a for d in dirs for a in ("--find-links", d)]
+
+
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Rewrite requirements.lock from the current environment (Python 3.11, CPU)."""
-    out = session.run(PYTHON, "-m", "pip", "freeze", "--exclude-editable", silent=True)
-    lines = [ln.replace("+cpu", "") for ln in out.splitlines() if ln and not ln.startswith("-e")]
-    header = ["# Every transitive pin of the CPU environment, used as pip constraints by "
-              "./reproduce.", "# Regenerate with: nox -s lock   (Python 3.11, CPU, torch "
-              "from the 2.13.0 wheel)."]
-    with open("requirements.lock", "w") as f:
-        f.write("\n".join(header + lines) + "\n")
+    """Regenerate requirements.lock (hashed, CPU torch) and the transformers 4.57 test pins."""
+    from optimal_sparsity.envlock import TORCH_CPU_INDEX, read_lock
+
+    pins = _pyproject_pins()
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu_torch = Path(tmp) / "cpu-torch.txt"
+        cpu_torch.write_text(pins["torch"] + "+cpu\n")
+        compat = Path(tmp) / "transformers-4.57.in"
+        compat.write_text("\n".join([COMPAT_TRANSFORMERS, pins["torch"], pins["lm-eval"]]) + "\n")
+        compile_ = [PYTHON, "-m", "uv", "pip", "compile", "--quiet", "--generate-hashes",
+                    "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
+                    "--custom-compile-command", "nox -s lock", "-c", str(cpu_torch),
+                    *_torch_cpu_sources(session, TORCH_CPU_INDEX)]
+        session.run(*compile_, "pyproject.toml", "--extra", "dev", "-o", LOCKS[0])
+        session.run(*compile_, str(compat), "-o", LOCKS[1])
+        for path in LOCKS:  # uv's "# via -c <file>" names the temporary directory
+            Path(path).write_text(Path(path).read_text().replace(tmp + "/", ""))
+    for path in LOCKS:
+        cuda = [n for n in read_lock(path) if n.startswith(("nvidia-", "triton"))]
+        if cuda:
+            session.error(f"{path} pins CUDA packages: {', '.join(cuda)}")

@@ -27,9 +27,11 @@ check_torch() {
 
 deps() {
   check_torch "$py"
-  # The project's transitive pins (requirements.lock, CPU) with torch held at the base's.
-  { echo "torch==$GPU_BASE_TORCH"; grep -v -i '^torch==' "$src/requirements.lock"; } \
-    > "$tmp/constraints.txt"
+  # The project's transitive pins (requirements.lock, CPU) with torch held at the base's and
+  # the build tools left to requirements-build.txt.
+  { echo "torch==$GPU_BASE_TORCH"
+    "$py" -P "$src/src/optimal_sparsity/envlock.py" pins "$src/requirements.lock" \
+      --drop torch pip setuptools; } > "$tmp/constraints.txt"
   "$py" "${pip_install[@]}" -c "$tmp/constraints.txt" -r "$src/docker/requirements-build.txt"
   # MegaBlocks, grouped_gemm, stanford-stk: compiled against the base's torch, no resolver.
   TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}" \

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
+from optimal_sparsity.envlock import INSTALLER, read_lock
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -150,23 +152,42 @@ def _pyproject() -> dict[str, str]:
     return _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
 
 
+def _lock() -> dict[str, str]:
+    return {name: pin.version for name, pin in read_lock(REPO / "requirements.lock").items()}
+
+
 def test_gpu_pins_are_the_projects_pins():
-    pyproject, lock = _pyproject(), _requirements("requirements.lock")
+    pyproject, lock = _pyproject(), _lock()
     gpu = _requirements("docker/requirements-gpu.txt")
-    assert gpu == {k: v for k, v in pyproject.items() if k != "torch"}
+    # The installer and the lock's tools (pip, setuptools, uv) are the CPU venv's own.
+    assert gpu == {k: v for k, v in pyproject.items() if k not in ("torch", *INSTALLER, "uv")}
     assert all(lock[k] == v for k, v in gpu.items())  # and requirements.lock agrees
-    assert lock["torch"] == pyproject["torch"]
+    assert lock["torch"] == pyproject["torch"] + "+cpu"
     # Extras as in pyproject (lm_eval[hf]).
     text = (REPO / "docker" / "requirements-gpu.txt").read_text()
     assert "lm_eval[hf]==" + pyproject["lm-eval"] in text
 
 
 def test_cpu_torch_is_the_projects_torch():
+    """The CPU image installs nothing itself: ./reproduce's hash-checked install does, and
+    the lock's torch is the CPU build of pyproject's."""
     _, by_stage = stages()
     runs = " ".join(i["value"] for i in by_stage["cpu"] if i["instruction"] == "RUN")
-    pinned = re.findall(r"torch==([0-9][^\s'\"]*)", runs)
-    assert pinned and set(pinned) == {_pyproject()["torch"]}
-    assert "--index-url https://download.pytorch.org/whl/cpu" in runs
+    assert "pip install" not in runs and "./reproduce --help" in runs
+    assert _lock()["torch"] == _pyproject()["torch"] + "+cpu"
+
+
+def test_gpu_constraints_from_the_hashed_lock():
+    """install-gpu.sh turns the hashed lock into plain pins without torch and the build
+    tools (the base's torch and requirements-build.txt's setuptools hold there)."""
+    install = (REPO / "docker" / "install-gpu.sh").read_text()
+    call = 'envlock.py" pins "$src/requirements.lock" \\\n      --drop torch pip setuptools'
+    assert call in install
+    out = subprocess.run([sys.executable, "-P", str(REPO / "src/optimal_sparsity/envlock.py"),
+                          "pins", str(REPO / "requirements.lock"), "--drop", "torch", "pip",
+                          "setuptools"], capture_output=True, text=True, check=True).stdout
+    pins = _pins(out.splitlines())
+    assert pins == {k: v for k, v in _lock().items() if k not in ("torch", "pip", "setuptools")}
 
 
 def test_gpu_torch_megablocks_and_vllm_pins():

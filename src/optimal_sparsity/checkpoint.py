@@ -16,12 +16,13 @@ through safetensors (no pickle).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,22 @@ def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
 
 
-def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path,
-                 metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, its I/O errors (a full disk) as ``OSError``."""
+@contextlib.contextmanager
+def safetensors_io(path: Path) -> Iterator[None]:
+    """safetensors' I/O errors (a full disk) as ``OSError`` naming the file."""
     try:
-        save_file(dict(tensors), path, metadata=metadata)
+        yield
     except SafetensorError as err:
         m = re.search(r"os error (\d+)", str(err))
         code = int(m.group(1)) if m else errno.EIO
         raise OSError(code, f"{os.strerror(code)} (writing {Path(path).name})") from err
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path,
+                 metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, its I/O errors as ``OSError``."""
+    with safetensors_io(path):
+        save_file(dict(tensors), path, metadata=metadata)
 
 
 def check_parses(directory: Path) -> None:
@@ -100,7 +108,7 @@ def save_checkpoint(
         config = {"format": FORMAT, "model": cfg.to_dict(), **(meta or {})}
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer_dir is not None:
-            copy_tokenizer(tokenizer_dir, tmp)
+            copy_tokenizer(tokenizer_dir, tmp, model_max_length=cfg.max_seq_len)
         for name, sd in (tensors or {}).items():
             save_tensors({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp / name)
         for name, obj in (json_files or {}).items():
@@ -109,13 +117,18 @@ def save_checkpoint(
     return directory
 
 
-def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
+def copy_tokenizer(src: str | Path, dst: str | Path, *, model_max_length: int) -> None:
+    """Copy an HF tokenizer beside a model whose window is ``model_max_length``, in the
+    form transformers 4.x and 5.x both load (``data.tokenizer.make_portable``)."""
+    from optimal_sparsity.data.tokenizer import make_portable
+
     src = Path(src)
     found = [n for n in TOKENIZER_FILES if (src / n).is_file()]
     if "tokenizer.json" not in found:
         raise UserError(f"no HF tokenizer (tokenizer.json) in {src}")
     for n in found:
         shutil.copyfile(src / n, Path(dst) / n)
+    make_portable(dst, model_max_length=model_max_length)
 
 
 def verify_checkpoint(directory: str | Path) -> dict[str, Any]:

@@ -8,6 +8,12 @@ version, vLLM and lm-eval read::
     model.layers.{i}.block_sparse_moe.experts.{e}.w3.weight  = v1[eF:(e+1)F]     (up)
     model.layers.{i}.block_sparse_moe.experts.{e}.w2.weight  = w2[eF:(e+1)F].T   (down)
 
+Weights above ``MAX_SHARD_SIZE`` are split into ``model-0000i-of-0000n.safetensors``
+shards with a ``model.safetensors.index.json`` (huggingface_hub's saver, the layout
+``from_pretrained``, vLLM and the hub read); smaller models get one ``model.safetensors``.
+The tokenizer is written in the form transformers 4.x and 5.x both load, with the
+model's window as ``model_max_length``.
+
 The config carries ``rope_theta`` both at the top level (transformers 4.x reads it
 there and silently falls back to 1e6 without it) and in ``rope_parameters`` (5.x).
 Import also reads transformers 5.x's fused in-memory names (``mlp.gate``,
@@ -17,6 +23,7 @@ Import also reads transformers 5.x's fused in-memory names (``mlp.gate``,
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +32,13 @@ import torch
 from safetensors import safe_open
 
 from optimal_sparsity.atomic import atomic_dir, check_replaceable
-from optimal_sparsity.checkpoint import copy_tokenizer, load_checkpoint, save_tensors
+from optimal_sparsity.checkpoint import copy_tokenizer, load_checkpoint, safetensors_io
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.errors import IntegrityError, UserError
+
+# transformers 4.x's default shard size; the hub takes files up to 50 GB.
+MAX_SHARD_SIZE = "5GB"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 
 _LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
 _SIMPLE = {  # our name -> HF name, for everything but the MoE
@@ -110,10 +121,11 @@ def to_hf_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[s
 EXPORT_KIND = "hf-export"  # the output marker atomic_dir writes
 
 
-def export_hf(checkpoint: str | Path, out: str | Path, *, replace: bool = False) -> Path:
-    """Write a ``MixtralForCausalLM`` directory for a (verified) checkpoint or an HF
-    Mixtral directory; ``replace``: an earlier export at ``out`` may be replaced. ``out``
-    may not overlap the input."""
+def export_hf(checkpoint: str | Path, out: str | Path, *, replace: bool = False,
+              max_shard_size: int | str = MAX_SHARD_SIZE) -> Path:
+    """Write a ``MixtralForCausalLM`` directory (weights sharded above ``max_shard_size``)
+    for a (verified) checkpoint or an HF Mixtral directory; ``replace``: an earlier export
+    at ``out`` may be replaced. ``out`` may not overlap the input."""
     checkpoint, out = Path(checkpoint), Path(out)
     src, dst = checkpoint.resolve(), out.resolve()
     if src == dst or src in dst.parents or dst in src.parents:
@@ -126,21 +138,31 @@ def export_hf(checkpoint: str | Path, out: str | Path, *, replace: bool = False)
         model, cfg = load_checkpoint(checkpoint)
     special = _special_token_ids(checkpoint)
     with atomic_dir(out, EXPORT_KIND, replace=replace) as tmp:
-        write_hf_files(model.state_dict(), cfg, tmp, special)
+        write_hf_files(model.state_dict(), cfg, tmp, special, max_shard_size=max_shard_size)
         if (checkpoint / "tokenizer.json").is_file():
-            copy_tokenizer(checkpoint, tmp)
+            copy_tokenizer(checkpoint, tmp, model_max_length=cfg.max_seq_len)
     return out
 
 
 def write_hf_files(state: dict[str, torch.Tensor], cfg: ModelConfig, out: Path,
-                   special: dict[str, int | None] | None = None) -> None:
-    """Weights, config and generation config of a ``MixtralForCausalLM`` into ``out``."""
+                   special: dict[str, int | None] | None = None, *,
+                   max_shard_size: int | str = MAX_SHARD_SIZE) -> None:
+    """Weights (sharded above ``max_shard_size``), config and generation config of a
+    ``MixtralForCausalLM`` into ``out``, a directory being built (``atomic_dir``)."""
+    from huggingface_hub import save_torch_state_dict
+
     special = special or {}
     state = {k: v.detach().cpu() for k, v in state.items()}
-    save_tensors(to_hf_state_dict(state, cfg), out / "model.safetensors", metadata={"format": "pt"})
+    with safetensors_io(out / "model.safetensors"):
+        save_torch_state_dict(to_hf_state_dict(state, cfg), out, max_shard_size=max_shard_size,
+                              metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(hf_config(cfg, **special), indent=2) + "\n")
     gen = {k: v for k, v in special.items() if v is not None}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in out.glob("*.safetensors"):  # safetensors writes 0600 whatever the umask
+        p.chmod(0o666 & ~umask)
 
 
 def _special_token_ids(checkpoint: Path) -> dict[str, int | None]:
@@ -192,7 +214,7 @@ def config_from_hf(hf: dict, name: str = "hf-import") -> ModelConfig:
 
 
 def _hf_tensors(directory: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    index = directory / "model.safetensors.index.json"
+    index = directory / WEIGHTS_INDEX
     if index.is_file():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
     elif (directory / "model.safetensors").is_file():

@@ -198,3 +198,18 @@ def test_accuracy_tier_through_the_hf_backend_equals_the_adapter(eval_run, tmp_p
     assert set(ours) == {("triviaqa_proxy", "acc"), ("hellaswag_proxy", "acc"),
                          ("hellaswag_proxy", "acc_norm")}
     assert acc("hf") == ours
+
+
+def test_sharded_hf_directory_evaluates_like_the_checkpoint(eval_run, tmp_path):
+    """An export split into many shards (with its index) is read whole by the pull path."""
+    from optimal_sparsity.hf_export import WEIGHTS_INDEX, export_hf
+
+    sharded = export_hf(eval_run.ckpt, tmp_path / "optimal-sparsity-math-d32-E4-k2",
+                        max_shard_size=40_000)
+    assert (sharded / WEIGHTS_INDEX).is_file() and len(list(sharded.glob("*.safetensors"))) > 2
+    settings = EvalSettings(tiers=("paper_task_loss",), limit=2, threads=1)
+    pulled = evaluate_checkpoint(sharded, None, tmp_path / "r", settings)
+    ours = evaluate_checkpoint(eval_run.ckpt, None, tmp_path / "r2", settings)
+    assert pulled and all(r.source == "pull" for r in pulled)
+    assert ({(r.task, r.metric): r.value for r in ours}
+            == pytest.approx({(r.task, r.metric): r.value for r in pulled}, rel=1e-5))

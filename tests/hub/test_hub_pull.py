@@ -266,3 +266,24 @@ def test_server_errors_are_retried_with_backoff(hub, pinned_lock, monkeypatch, c
     assert waits == list(pull_module.RETRY_DELAYS_S[:2])  # growing waits, then success
     assert len(hub.gets("/model.safetensors")) == 3
     assert "retrying in" in capsys.readouterr().err
+def test_sharded_release_is_pulled_verified_and_loaded(tmp_path):
+    """A release split into shards with an index (what the exporter writes above its shard
+    size): pinned, pulled, each shard checked against the index, loaded whole."""
+    from optimal_sparsity.hf_export import WEIGHTS_INDEX
+    from optimal_sparsity.hub.local_hub import LocalHub, client_env, write_model_repo
+    from optimal_sparsity.hub.lock import Lock, model_entry
+
+    write_model_repo(tmp_path / "hub", MODEL_REPO, TINY, seed=0, max_shard_size=40_000)
+    lock = Lock(models=(model_entry("tiny", MODEL_REPO, TINY, family="test", source="test"),),
+                datasets=())
+    server = LocalHub(tmp_path / "hub")
+    with server as endpoint, client_env(endpoint, tmp_path / "hf-home"):
+        pinned = update_lock(lock, ["tiny"], endpoint=endpoint, token=False, log=lambda _: None)
+        res = pull(pinned.lock.find("tiny"), tmp_path / "cache", token=False)
+    shards = sorted(p.name for p in res.path.glob("*.safetensors"))
+    assert len(shards) > 2 and (res.path / WEIGHTS_INDEX).is_file()
+    assert {f.path for f in pinned.lock.find("tiny").files} >= {*shards, WEIGHTS_INDEX}
+    ours, _ = import_hf(res.path)
+    ids = torch.randint(0, TINY.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ours(ids).logits, build_model(TINY, seed=0)(ids).logits)

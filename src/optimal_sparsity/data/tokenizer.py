@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
+CONFIG_FILE = "tokenizer_config.json"
+# transformers 5.x saves a tokenizer.json-only tokenizer as class "TokenizersBackend",
+# which 4.x (vLLM's pin, lm-eval on 4.57) cannot load; 4.x reads the same files as
+# "PreTrainedTokenizerFast". Without the input names 4.x also returns token_type_ids,
+# which Mixtral's generate() rejects.
+GENERIC_CLASS = "PreTrainedTokenizerFast"
+FIVE_ONLY_CLASSES = ("TokenizersBackend",)
+MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Path:
@@ -26,7 +35,24 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Pat
                                    pad_token=PAD, model_max_length=1_000_000)
     out_dir = Path(out_dir)
     fast.save_pretrained(out_dir)
+    make_portable(out_dir)
     return out_dir
+
+
+def make_portable(directory: str | Path, model_max_length: int | None = None) -> None:
+    """Rewrite ``directory``'s tokenizer_config.json so that transformers 4.x and 5.x
+    both load it: a 5.x-only class becomes the generic fast class (a named class such
+    as ``LlamaTokenizerFast`` is kept), the inputs are the ones a Mixtral takes, and
+    ``model_max_length``, where given, is the model's window (a corpus tokenizer
+    serves models of several windows)."""
+    path = Path(directory) / CONFIG_FILE
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    if config.get("tokenizer_class") in (None, *FIVE_ONLY_CLASSES):
+        config["tokenizer_class"] = GENERIC_CLASS
+    config["model_input_names"] = MODEL_INPUT_NAMES
+    if model_max_length is not None:
+        config["model_max_length"] = model_max_length
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_tokenizer(path: str | Path):

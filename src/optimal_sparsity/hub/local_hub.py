@@ -333,9 +333,10 @@ def client_env(endpoint: str, home: str | Path) -> Iterator[None]:
 
 
 def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
-                     tokenizer_dir: str | Path | None = None) -> Path:
+                     tokenizer_dir: str | Path | None = None,
+                     max_shard_size: int | str | None = None) -> Path:
     """A released-format repository (our exporter's MixtralForCausalLM directory) for ``cfg``
-    under ``root/models/repo_id``."""
+    under ``root/models/repo_id``; ``max_shard_size`` (bytes) makes a sharded one."""
     import tempfile
 
     from optimal_sparsity.atomic import OUTPUT_MARKER
@@ -347,7 +348,8 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
     with tempfile.TemporaryDirectory(prefix="tiny-ckpt-") as tmp:
         save_checkpoint(Path(tmp) / "ckpt", build_model(cfg, seed=seed), cfg,
                         tokenizer_dir=tokenizer_dir)
-        export_hf(Path(tmp) / "ckpt", out)
+        sharding = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        export_hf(Path(tmp) / "ckpt", out, **sharding)
     (out / OUTPUT_MARKER).unlink()  # a released repository carries only HF files
     (out / "README.md").write_text(f"# {repo_id}\n\nA tiny {cfg.grid_name} test model.\n")
     return out
