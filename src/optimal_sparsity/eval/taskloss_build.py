@@ -1,0 +1,152 @@
+"""The authors' lm-eval task-loss inputs, rebuilt from the harness's task definitions.
+
+The authors' task loss (PAPER.md; their ``taskloss-eval``) scores JSON lists of
+``{"prompt", "answer"}`` items. Four of their six inputs are lm-evaluation-harness prompts:
+``prompt`` is the context lm-eval builds for a test document (its few-shot examples, drawn by
+lm-eval's sampler with the paper's seed, then the document's question) and ``answer`` is the
+document's target as lm-eval writes it after a few-shot question (GSM8K: the full chain of
+thought ending in ``#### N``; TriviaQA: the first alias; HellaSwag: the gold ending), without
+the target delimiter.
+
+``build_items`` makes them with lm-eval's own task objects (the stock task YAML of the
+installed harness, its sampler, ``fewshot_context``, ``doc_to_target``), loading the data set
+from a verified pull of its ``checkpoints.lock`` entry (a snapshot of the hub repository, read
+by ``datasets`` as the hub's copy would be). ``dumps`` writes the file byte for byte as the
+authors' files are written (``json.dumps(indent=2, ensure_ascii=False)``, no final newline).
+
+Rebuilt from GSM8K, ``gsm8k_4shot.json`` equals the authors' file byte for byte (a test
+serves the GSM8K items recoverable from that file through the local hub). The other three
+cannot be checked against the authors' files here (this artifact does not have them); their
+sha256 goes into ``checkpoints.lock`` (``taskloss_inputs``) once built where the data is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optimal_sparsity.errors import UserError
+
+SEED = 42  # the paper's lm-eval seed (fewshot_random_seed); it reproduces the authors' file
+
+
+@dataclass(frozen=True)
+class TaskLossBuild:
+    """One task-loss input: an lm-eval task at a shot count, on a locked data set."""
+
+    file: str  # the authors' file name
+    task: str  # lm-eval task name
+    yaml: str  # its stock YAML, relative to lm_eval/tasks/
+    dataset: str  # checkpoints.lock data set name
+    num_fewshot: int
+    results_task: str  # results-table task the file measures
+
+
+BUILDS: dict[str, TaskLossBuild] = {b.file: b for b in (
+    TaskLossBuild("gsm8k_4shot.json", "gsm8k", "gsm8k/gsm8k.yaml", "gsm8k", 4, "gsm8k"),
+    TaskLossBuild("triviaqa_4shot.json", "triviaqa", "triviaqa/default.yaml", "triviaqa", 4,
+                  "triviaqa"),
+    TaskLossBuild("hellaswag_4shot.json", "hellaswag", "hellaswag/hellaswag.yaml", "hellaswag",
+                  4, "hellaswag"),
+    TaskLossBuild("gsm_plus_5shot_cot.json", "gsm_plus", "gsm_plus/gsm_plus.yaml", "gsm_plus",
+                  5, "gsm_plus"),
+)}
+
+
+def find_build(name: str) -> TaskLossBuild:
+    for b in BUILDS.values():
+        if name in (b.file, b.file.removesuffix(".json"), b.task):
+            return b
+    raise UserError(f"no task-loss input {name!r}: one of {', '.join(BUILDS)}")
+
+
+def stock_yaml(build: TaskLossBuild) -> Path:
+    """The installed harness's YAML of ``build.task``."""
+    import lm_eval
+
+    path = Path(lm_eval.__file__).parent / "tasks" / build.yaml
+    if not path.is_file():
+        raise UserError(f"lm-eval {harness_version()} has no {build.yaml} (task {build.task})")
+    return path
+
+
+def load_task(build: TaskLossBuild, data_dir: str | Path, cache_dir: str | Path | None = None):
+    """lm-eval's stock task ``build.task`` reading its data set from ``data_dir`` (``datasets``
+    caches its Arrow copy in ``cache_dir``, default the ``datasets`` cache). The task is the
+    stock YAML included as it is, with only ``dataset_path`` (and the cache) changed."""
+    import tempfile
+
+    import datasets
+    import yaml
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    name = f"taskloss_{build.task}"
+    config: dict[str, Any] = {"include": str(stock_yaml(build)),
+                              "task": name, "dataset_path": str(Path(data_dir).resolve())}
+    if cache_dir is not None:
+        config["dataset_kwargs"] = {"cache_dir": str(Path(cache_dir).resolve())}
+    with tempfile.TemporaryDirectory(prefix="taskloss-task-") as tmp:
+        Path(tmp, f"{name}.yaml").write_text(yaml.safe_dump(config))
+        try:
+            tasks = get_task_dict([name], TaskManager(include_path=tmp, include_defaults=False))
+        except (OSError, ValueError, KeyError, datasets.exceptions.DatasetGenerationError) as err:
+            first = str(err).splitlines()[0] if str(err) else repr(err)
+            raise UserError(f"{build.file}: cannot load lm-eval task {build.task} from "
+                            f"{data_dir}: {first}") from None
+    return tasks[name]
+
+
+def fewshot_answer(task, doc: dict[str, Any]) -> str:
+    """The document's target as lm-eval writes it after a few-shot question."""
+    target = task.doc_to_target(doc)
+    if task.config.doc_to_choice is not None and isinstance(target, int):
+        return task.doc_to_choice(doc)[target]
+    if isinstance(target, list):
+        return target[0]
+    return str(target)
+
+
+def build_items(build: TaskLossBuild, data_dir: str | Path, *, limit: int | None = None,
+                seed: int = SEED, cache_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """``{"prompt", "answer"}`` for every evaluation document, in the task's order."""
+    task = load_task(build, data_dir, cache_dir)
+    task.set_fewshot_seed(seed=seed)
+    items = []
+    for i, doc in enumerate(task.eval_docs):
+        if limit is not None and i >= limit:
+            break
+        prompt = task.fewshot_context(doc, build.num_fewshot)
+        items.append({"prompt": prompt, "answer": fewshot_answer(task, doc)})
+    return items
+
+
+def dumps(items: list[dict[str, str]]) -> str:
+    """The authors' file layout."""
+    return json.dumps(items, indent=2, ensure_ascii=False)
+
+
+def harness_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def build_file(build: TaskLossBuild, data_dir: str | Path, out_dir: str | Path, *,
+               force: bool = False, cache_dir: str | Path | None = None,
+               log: Callable[[str], None] = print) -> Path:
+    """Build ``build.file`` into ``out_dir`` (atomic). An existing file with other content
+    is replaced only with ``force``."""
+    from optimal_sparsity.atomic import sha256_bytes, write_text
+
+    text = dumps(build_items(build, data_dir, cache_dir=cache_dir))
+    out = Path(out_dir) / build.file
+    if out.exists() and not force and out.read_bytes() != text.encode("utf-8"):
+        raise UserError(f"{out} exists with other content; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, text)
+    log(f"{out}: {len(json.loads(text))} items, sha256 {sha256_bytes(text.encode('utf-8'))} "
+        f"(lm-eval {harness_version()}, seed {SEED})")
+    return out

@@ -1,0 +1,121 @@
+"""The task-loss builder: lm-eval's GSM8K 4-shot prompts, from a data set pulled through the
+lock, equal the authors' ``gsm8k_4shot.json`` byte for byte."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from gsm8k_recovered import recover, write_repo
+
+from optimal_sparsity.atomic import sha256_file
+from optimal_sparsity.errors import UserError
+from optimal_sparsity.eval.taskloss_build import (
+    BUILDS,
+    build_file,
+    build_items,
+    find_build,
+    stock_yaml,
+)
+from optimal_sparsity.eval.taskloss_data import TASKLOSS_DIR, _registry, load_authors_inputs
+from optimal_sparsity.hub.local_hub import LocalHub, client_env
+from optimal_sparsity.hub.lock import DATASETS, Lock, dataset_entry, update_lock
+from optimal_sparsity.hub.pull import pull, pulled_dir
+
+GSM8K = next(s for s in DATASETS if s.name == "gsm8k")
+
+
+@pytest.fixture(scope="module")
+def gsm8k_hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gsm8k-hub")
+    train, test = recover(load_authors_inputs("gsm8k"))
+    write_repo(root / "datasets" / GSM8K.repo_id, train, test)
+    return root
+
+
+def test_only_the_papers_seed_fits_the_authors_file():
+    pairs = load_authors_inputs("gsm8k")
+    with pytest.raises(ValueError, match="does not fit"):
+        recover(pairs, seed=1234)  # lm-eval's default fewshot seed
+
+
+def test_gsm8k_4shot_rebuilt_byte_for_byte(gsm8k_hub, tmp_path):
+    with LocalHub(gsm8k_hub) as endpoint, client_env(endpoint, tmp_path / "hf-home"):
+        report = update_lock(Lock(models=(), datasets=(dataset_entry(GSM8K),)), ["gsm8k"],
+                             endpoint=endpoint, token=False, log=lambda _: None)
+        assert report.resolved == ("gsm8k",), report.failed
+        pull(report.lock.find("gsm8k"), tmp_path / "cache", token=False, log=lambda _: None)
+        data = pulled_dir("gsm8k", report.lock, tmp_path / "cache")
+    logs: list[str] = []
+    out = build_file(BUILDS["gsm8k_4shot.json"], data, tmp_path / "built",
+                     cache_dir=tmp_path / "ds-cache", log=logs.append)
+    authors = gzip.decompress((TASKLOSS_DIR / "gsm8k_4shot.json.gz").read_bytes())
+    assert out.read_bytes() == authors
+    assert sha256_file(out) == _registry()["gsm8k_4shot.json"]["sha256"]
+    assert "1319 items" in logs[0] and "seed 42" in logs[0]
+    # a file with other content is not overwritten
+    out.write_text("[]")
+    with pytest.raises(UserError, match="exists with other content"):
+        build_file(BUILDS["gsm8k_4shot.json"], data, tmp_path / "built",
+                   cache_dir=tmp_path / "ds-cache")
+    assert out.read_text() == "[]"
+
+
+def test_every_build_names_a_locked_data_set_and_a_stock_lm_eval_task():
+    import yaml
+
+    locked = {s.name: s for s in DATASETS}
+    for b in BUILDS.values():
+        assert b.dataset in locked and locked[b.dataset].shots == b.num_fewshot, b
+        text = stock_yaml(b).read_text()
+        assert yaml.safe_load(text.replace("!function", "")).get("task") == b.task, b
+    assert find_build("hellaswag").file == "hellaswag_4shot.json"
+    with pytest.raises(UserError, match="no task-loss input"):
+        find_build("mmlu")
+
+
+def _parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def test_the_other_builds_follow_their_stock_prompts(tmp_path):
+    """TriviaQA, HellaSwag and GSM-Plus on a few made-up rows (their authors' files are not
+    in this artifact: here only the prompt layout and the answer field are checked)."""
+    trivia = tmp_path / "trivia"
+    for split in ("train", "validation"):
+        _parquet(trivia / "rc.nocontext" / f"{split}-00000-of-00001.parquet",
+                 [{"question": f"{split} q{i}", "answer": {"aliases": [f"a{i}", f"b{i}"],
+                                                           "value": f"A{i}"}}
+                  for i in range(6)])
+    (trivia / "README.md").write_text(
+        "---\nconfigs:\n- config_name: rc.nocontext\n  data_files:\n  - split: train\n"
+        "    path: rc.nocontext/train-*\n  - split: validation\n"
+        "    path: rc.nocontext/validation-*\n---\n")
+    items = build_items(find_build("triviaqa"), trivia, cache_dir=tmp_path / "c")
+    assert len(items) == 6 and items[2]["answer"] == "a2"
+    assert items[2]["prompt"].endswith("\n\nQuestion: validation q2?\nAnswer:")
+    assert items[2]["prompt"].count("Question: train q") == 4
+
+    hs = tmp_path / "hellaswag"
+    for split in ("train", "validation"):
+        _parquet(hs / "data" / f"{split}-00000-of-00001.parquet",
+                 [{"activity_label": "Cooking", "ctx_a": f"{split} {i} a.", "ctx_b": "then",
+                   "endings": [f"e{j} [title] x" for j in range(4)], "label": str(i % 4)}
+                  for i in range(6)])
+    items = build_items(find_build("hellaswag"), hs, cache_dir=tmp_path / "c")
+    assert items[1]["answer"] == "e1. x"  # lm-eval's preprocessing of the gold ending
+    assert items[1]["prompt"].endswith("Cooking: validation 1 a. Then")
+    assert items[1]["prompt"].count("Cooking: train") == 4
+
+    gp = tmp_path / "gsm_plus"
+    _parquet(gp / "data" / "test-00000-of-00001.parquet",
+             [{"question": f"q{i}", "solution": f"s{i}\n#### {i}"} for i in range(8)])
+    items = build_items(find_build("gsm_plus"), gp, cache_dir=tmp_path / "c")
+    assert items[3]["answer"] == "s3\n#### 3"
+    shots = items[3]["prompt"].split("\n\n")
+    assert len(shots) == 6 and shots[-1] == "Question: q3\nAnswer:"
+    assert "Question: q3\n" not in "\n\n".join(shots[:-1])  # the item is not its own shot
