@@ -9,7 +9,7 @@ import pytest
 from gsm8k_recovered import recover, write_repo
 
 from optimal_sparsity.atomic import sha256_file
-from optimal_sparsity.errors import UserError
+from optimal_sparsity.errors import IntegrityError, UserError
 from optimal_sparsity.eval.taskloss_build import (
     BUILDS,
     build_file,
@@ -119,3 +119,41 @@ def test_the_other_builds_follow_their_stock_prompts(tmp_path):
     shots = items[3]["prompt"].split("\n\n")
     assert len(shots) == 6 and shots[-1] == "Question: q3\nAnswer:"
     assert "Question: q3\n" not in "\n\n".join(shots[:-1])  # the item is not its own shot
+
+
+def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys):
+    from optimal_sparsity.cli import main
+    from optimal_sparsity.eval.taskloss_build import load_built_input
+    from optimal_sparsity.hub.lock import built_inputs, load_lock
+
+    spec = next(s for s in DATASETS if s.name == "gsm_plus")
+    root = tmp_path / "hub"
+    _parquet(root / "datasets" / spec.repo_id / "data" / "test-00000-of-00001.parquet",
+             [{"question": f"q{i}", "solution": f"s{i}\n#### {i}"} for i in range(8)])
+    built = next(b for b in built_inputs() if b.file == "gsm_plus_5shot_cot.json")
+    assert not built.built and "taskloss-build gsm_plus_5shot_cot --write-lock" in \
+        built.unresolved_reason
+    lock_file, cache = tmp_path / "checkpoints.lock", tmp_path / "cache"
+    args = ["taskloss-build", "gsm_plus_5shot_cot", "--lock", str(lock_file),
+            "--cache-dir", str(cache)]
+    with LocalHub(root) as endpoint, client_env(endpoint, tmp_path / "hf-home"):
+        lock = Lock(models=(), datasets=(dataset_entry(spec),), taskloss_inputs=(built,))
+        lock = update_lock(lock, ["gsm_plus"], endpoint=endpoint, token=False,
+                           log=lambda _: None).lock
+        lock.save(lock_file)
+        assert main(args) == 2  # not pulled yet: one line, no traceback
+        assert "has not been pulled" in capsys.readouterr().err
+        pull(lock.find("gsm_plus"), cache, token=False, log=lambda _: None)
+    assert main([*args, "--write-lock"]) == 0
+    out = cache / "taskloss" / "gsm_plus_5shot_cot.json"
+    assert capsys.readouterr().out.strip() == str(out)
+    rec = load_lock(lock_file).find_input("gsm_plus_5shot_cot.json")
+    assert (rec.sha256, rec.size) == (sha256_file(out), out.stat().st_size)
+    assert rec.lm_eval and rec.unresolved_reason is None
+    pairs = load_built_input("gsm_plus_5shot_cot.json", load_lock(lock_file), out.parent)
+    assert len(pairs) == 8 and pairs[0][1] == "s0\n#### 0"
+    assert main(args) == 0 and "matches checkpoints.lock" in capsys.readouterr().err
+    out.write_text(out.read_text().replace("s0", "s9"))
+    with pytest.raises(IntegrityError, match="is not the lock's"):
+        load_built_input("gsm_plus_5shot_cot.json", load_lock(lock_file), out.parent)
+    assert main(["taskloss-build", "mmlu", "--lock", str(lock_file)]) == 2

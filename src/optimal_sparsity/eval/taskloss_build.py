@@ -150,3 +150,30 @@ def build_file(build: TaskLossBuild, data_dir: str | Path, out_dir: str | Path, 
     log(f"{out}: {len(json.loads(text))} items, sha256 {sha256_bytes(text.encode('utf-8'))} "
         f"(lm-eval {harness_version()}, seed {SEED})")
     return out
+
+
+def default_out_dir(hub_cache: str | Path | None = None) -> Path:
+    """Built inputs live beside the pulled data sets: ``<hub cache>/taskloss/``."""
+    from optimal_sparsity.hub.pull import default_cache_dir
+
+    return Path(hub_cache or default_cache_dir()) / "taskloss"
+
+
+def load_built_input(file: str, lock, out_dir: str | Path) -> list[tuple[str, str]]:
+    """The ``(prompt, answer)`` pairs of a built input, after checking its sha256 against the
+    lock (an input the lock has no hash for is refused: build it with ``--write-lock``)."""
+    from optimal_sparsity.atomic import sha256_bytes
+    from optimal_sparsity.errors import IntegrityError
+
+    want = lock.find_input(file)
+    path = Path(out_dir) / file
+    if not want.built:
+        raise UserError(f"{file}: {want.unresolved_reason}")
+    if not path.is_file():
+        raise UserError(f"{file} has not been built into {out_dir}: run `./reproduce "
+                        f"taskloss-build {file.removesuffix('.json')}`")
+    raw = path.read_bytes()
+    if sha256_bytes(raw) != want.sha256:
+        raise IntegrityError(f"{path}: sha256 {sha256_bytes(raw)} is not the lock's "
+                             f"{want.sha256} (built with lm-eval {want.lm_eval})")
+    return [(it["prompt"], it["answer"]) for it in json.loads(raw)]

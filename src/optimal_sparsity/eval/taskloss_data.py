@@ -37,6 +37,11 @@ def _registry() -> dict[str, dict]:
     return json.loads((TASKLOSS_DIR / "SHA256.json").read_text())
 
 
+def carried_hashes() -> dict[str, tuple[str, int]]:
+    """{file: (sha256, bytes)} of the authors' files carried here (decompressed)."""
+    return {name: (v["sha256"], v["bytes"]) for name, v in _registry().items()}
+
+
 def load_authors_inputs(task: str) -> list[tuple[str, str]]:
     """The authors' ``(prompt, answer)`` pairs for ``task``, after checking the sha256 of
     the decompressed bytes against ``SHA256.json``."""
