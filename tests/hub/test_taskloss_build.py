@@ -121,9 +121,12 @@ def test_the_other_builds_follow_their_stock_prompts(tmp_path):
     assert "Question: q3\n" not in "\n\n".join(shots[:-1])  # the item is not its own shot
 
 
-def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys):
+def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys, tiny_corpus):
     from optimal_sparsity.cli import main
-    from optimal_sparsity.eval.taskloss_build import load_built_input
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.eval.taskloss_build import load_built_input, usable_inputs
+    from optimal_sparsity.grid import scaled_config
+    from optimal_sparsity.hub.local_hub import write_model_repo
     from optimal_sparsity.hub.lock import built_inputs, load_lock
 
     spec = next(s for s in DATASETS if s.name == "gsm_plus")
@@ -153,6 +156,21 @@ def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys):
     pairs = load_built_input("gsm_plus_5shot_cot.json", load_lock(lock_file), out.parent)
     assert len(pairs) == 8 and pairs[0][1] == "s0\n#### 0"
     assert main(args) == 0 and "matches checkpoints.lock" in capsys.readouterr().err
+
+    # the paper_task_loss tier scores it beside the carried inputs
+    usable = usable_inputs(load_lock(lock_file), out.parent, log=print)
+    assert usable == (f"gsm_plus_5shot_cot.json:{rec.sha256}",)
+    cfg = scaled_config(32, 4, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
+    model = write_model_repo(tmp_path / "m", "test-org/optimal-sparsity-math-d32-E4-k2", cfg,
+                             tokenizer_dir=tiny_corpus / "tokenizer")
+    logs: list[str] = []
+    settings = EvalSettings(tiers=("paper_task_loss",), limit=2, paper_inputs=usable,
+                            paper_inputs_dir=str(out.parent))
+    rows = evaluate_checkpoint(model, None, tmp_path / "table", settings, log=logs.append)
+    scored = {r.task: r.extra["inputs"] for r in rows if r.metric == "task_loss"}
+    assert scored == {"gsm8k": "gsm8k_4shot.json", "humaneval": "humanevalplus_test.json",
+                      "mbpp": "mbppplus_test.json", "gsm_plus": "gsm_plus_5shot_cot.json"}
+    assert any("not scored" in m and "triviaqa_4shot.json" in m for m in logs)
     out.write_text(out.read_text().replace("s0", "s9"))
     with pytest.raises(IntegrityError, match="is not the lock's"):
         load_built_input("gsm_plus_5shot_cot.json", load_lock(lock_file), out.parent)

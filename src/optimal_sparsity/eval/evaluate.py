@@ -67,6 +67,8 @@ class EvalSettings:
     threads: int = 0  # torch threads while evaluating (0: leave as is)
     force: bool = False
     fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)  # fewshot tier (the paper's Fig 11)
+    paper_inputs: tuple[str, ...] = ()  # paper_task_loss: built inputs, "FILE:SHA256"
+    paper_inputs_dir: str | None = None  # where they are (taskloss_build.default_out_dir)
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -98,7 +100,7 @@ class EvalSettings:
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
-                "paper_task_loss": ("limit",),
+                "paper_task_loss": ("limit", "paper_inputs"),
                 "paper_accuracy": ("limit", "paper_backend")}[tier]
         return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
 
@@ -294,15 +296,17 @@ def _tier_fewshot(job: _Job) -> list[Row]:
 
 
 def _tier_paper_task_loss(job: _Job) -> list[Row]:
-    from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS, load_authors_inputs
+    from optimal_sparsity.eval.taskloss_data import paper_inputs
 
     rows = []
-    for task, spec in AUTHORS_INPUTS.items():
-        pairs = load_authors_inputs(task)[:job.settings.limit]
-        extra: dict[str, Any] = {"inputs": spec.file, "unit": "bits/token"}
+    for inp in paper_inputs(job.settings.paper_inputs, job.settings.paper_inputs_dir,
+                            log=job.log):
+        pairs = inp.pairs[:job.settings.limit]
+        extra: dict[str, Any] = {"inputs": inp.file, "inputs_sha256": inp.sha256,
+                                 "unit": "bits/token"}
         if job.source != "pull":
             extra["note"] = SCALED_DOWN_NOTE
-        rows += _task_loss_rows(job, "paper_task_loss", task, pairs, extra)
+        rows += _task_loss_rows(job, "paper_task_loss", inp.task, pairs, extra)
     return rows
 
 

@@ -177,3 +177,28 @@ def load_built_input(file: str, lock, out_dir: str | Path) -> list[tuple[str, st
         raise IntegrityError(f"{path}: sha256 {sha256_bytes(raw)} is not the lock's "
                              f"{want.sha256} (built with lm-eval {want.lm_eval})")
     return [(it["prompt"], it["answer"]) for it in json.loads(raw)]
+
+
+def usable_inputs(lock, out_dir: str | Path, *, allow_unhashed: bool = False,
+                  log: Callable[[str], None] = print) -> tuple[str, ...]:
+    """``FILE:SHA256`` of each built input in ``out_dir`` whose hash the lock pins (or, with
+    ``allow_unhashed``, that the lock has no hash for yet: logged as unpinned). Inputs this
+    artifact carries (GSM8K 4-shot) are scored from the carried file instead."""
+    from optimal_sparsity.atomic import sha256_file
+    from optimal_sparsity.eval.taskloss_data import carried_hashes
+
+    out = []
+    for b in BUILDS.values():
+        path = Path(out_dir) / b.file
+        if b.file in carried_hashes() or not path.is_file():  # the carried copy is scored
+            continue
+        want, got = lock.find_input(b.file), sha256_file(path)
+        if want.built and want.sha256 != got:
+            log(f"{b.file}: not used: sha256 {got} is not the lock's {want.sha256}")
+        elif not want.built and not allow_unhashed:
+            log(f"{b.file}: not used: the lock has no hash for it ({want.unresolved_reason})")
+        else:
+            if not want.built:
+                log(f"{b.file}: UNPINNED: the lock has no hash for it; used as built ({got})")
+            out.append(f"{b.file}:{got}")
+    return tuple(out)

@@ -30,6 +30,33 @@ def select_models(lock, spec: FigureSpec) -> list:
     return models
 
 
+def prepare_paper_inputs(lock, opts, log: Callable[[str], None] = print
+                         ) -> tuple[tuple[str, ...], Path]:
+    """Build the lm-eval task-loss inputs this artifact does not carry from their data sets
+    (pulled through the lock), once; returns those the evaluation may use and where."""
+    from optimal_sparsity.eval.taskloss_build import (
+        BUILDS,
+        build_file,
+        default_out_dir,
+        usable_inputs,
+    )
+    from optimal_sparsity.eval.taskloss_data import carried_hashes
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    out_dir = default_out_dir(opts.hub_cache)
+    for b in BUILDS.values():
+        if b.file in carried_hashes() or (out_dir / b.file).is_file():
+            continue
+        try:
+            entry = lock.find(b.dataset)
+            pull(entry, opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+            build_file(b, pulled_dir(b.dataset, lock, opts.hub_cache,
+                                     allow_unpinned=opts.allow_unpinned), out_dir, log=log)
+        except (UserError, OSError) as err:
+            log(f"{b.file}: not built: {err}")
+    return usable_inputs(lock, out_dir, allow_unhashed=opts.allow_unpinned, log=log), out_dir
+
+
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
@@ -49,8 +76,10 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                        "models (no machine of this project reaches the hub): run `./reproduce "
                        "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
     table = out_dir / "table"
+    inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
     settings = EvalSettings(tiers=("paper_task_loss", "paper_accuracy"),
-                            limit=opts.limit or None, batch_size=8)
+                            limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
+                            paper_inputs_dir=str(inputs_dir))
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
