@@ -67,7 +67,7 @@ def test_every_build_names_a_locked_data_set_and_a_stock_lm_eval_task():
     locked = {s.name: s for s in DATASETS}
     for b in BUILDS.values():
         assert b.dataset in locked and locked[b.dataset].shots == b.num_fewshot, b
-        text = stock_yaml(b).read_text()
+        text = stock_yaml(b.yaml).read_text()
         assert yaml.safe_load(text.replace("!function", "")).get("task") == b.task, b
     assert find_build("hellaswag").file == "hellaswag_4shot.json"
     with pytest.raises(UserError, match="no task-loss input"):

@@ -63,40 +63,47 @@ def find_build(name: str) -> TaskLossBuild:
     raise UserError(f"no task-loss input {name!r}: one of {', '.join(BUILDS)}")
 
 
-def stock_yaml(build: TaskLossBuild) -> Path:
-    """The installed harness's YAML of ``build.task``."""
+def stock_yaml(yaml_path: str) -> Path:
+    """The installed harness's task YAML ``yaml_path`` (relative to ``lm_eval/tasks/``)."""
     import lm_eval
 
-    path = Path(lm_eval.__file__).parent / "tasks" / build.yaml
+    path = Path(lm_eval.__file__).parent / "tasks" / yaml_path
     if not path.is_file():
-        raise UserError(f"lm-eval {harness_version()} has no {build.yaml} (task {build.task})")
+        raise UserError(f"lm-eval {harness_version()} has no task file {yaml_path}")
     return path
 
 
-def load_task(build: TaskLossBuild, data_dir: str | Path, cache_dir: str | Path | None = None):
-    """lm-eval's stock task ``build.task`` reading its data set from ``data_dir`` (``datasets``
-    caches its Arrow copy in ``cache_dir``, default the ``datasets`` cache). The task is the
-    stock YAML included as it is, with only ``dataset_path`` (and the cache) changed."""
+def load_stock_task(yaml_path: str, data_dir: str | Path, cache_dir: str | Path | None = None,
+                    *, what: str = ""):
+    """lm-eval's stock task ``yaml_path`` reading its data set from ``data_dir`` (a pulled
+    snapshot of the hub repository; ``datasets`` caches its Arrow copy in ``cache_dir``,
+    default the ``datasets`` cache). The stock YAML is included as it is; only
+    ``dataset_path`` (and the cache) change."""
     import tempfile
 
     import datasets
     import yaml
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    name = f"taskloss_{build.task}"
-    config: dict[str, Any] = {"include": str(stock_yaml(build)),
-                              "task": name, "dataset_path": str(Path(data_dir).resolve())}
+    name = "local_" + Path(yaml_path).stem
+    config: dict[str, Any] = {"include": str(stock_yaml(yaml_path)), "task": name,
+                              "dataset_path": str(Path(data_dir).resolve())}
     if cache_dir is not None:
         config["dataset_kwargs"] = {"cache_dir": str(Path(cache_dir).resolve())}
-    with tempfile.TemporaryDirectory(prefix="taskloss-task-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lm-eval-task-") as tmp:
         Path(tmp, f"{name}.yaml").write_text(yaml.safe_dump(config))
         try:
             tasks = get_task_dict([name], TaskManager(include_path=tmp, include_defaults=False))
         except (OSError, ValueError, KeyError, datasets.exceptions.DatasetGenerationError) as err:
             first = str(err).splitlines()[0] if str(err) else repr(err)
-            raise UserError(f"{build.file}: cannot load lm-eval task {build.task} from "
+            raise UserError(f"{what or yaml_path}: cannot load lm-eval task {yaml_path} from "
                             f"{data_dir}: {first}") from None
     return tasks[name]
+
+
+def load_task(build: TaskLossBuild, data_dir: str | Path, cache_dir: str | Path | None = None):
+    """lm-eval's stock task of ``build`` on the data set in ``data_dir``."""
+    return load_stock_task(build.yaml, data_dir, cache_dir, what=build.file)
 
 
 def fewshot_answer(task, doc: dict[str, Any]) -> str:
