@@ -140,3 +140,26 @@ def test_prompts_equal_lm_evals_own_task_objects(plus_data):
         ours = [[p.prompt, p.test_program, list(p.stop)]
                 for p in plus_problems(task, plus_data[task], cache_dir=plus_data["cache"])]
         assert ours == theirs[task]
+
+
+def test_paper_accuracy_tier_runs_them_in_the_sandbox(plus_data, tiny_corpus, tmp_path,
+                                                      monkeypatch):
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.grid import scaled_config
+    from optimal_sparsity.hub.local_hub import write_model_repo
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # lm-eval's stock tasks: skipped, with the reason
+    cfg = scaled_config(32, 4, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
+    model = write_model_repo(tmp_path, "test-org/optimal-sparsity-math-d32-E4-k2", cfg,
+                             tokenizer_dir=tiny_corpus / "tokenizer")
+    settings = EvalSettings(tiers=("paper_accuracy",), limit=1, max_new_tokens=4,
+                            paper_backend="hf",
+                            paper_code_data=tuple(f"{t}={plus_data[t]}" for t in PLUS_TASKS))
+    logs: list[str] = []
+    rows = evaluate_checkpoint(model, None, tmp_path / "table", settings, log=logs.append)
+    assert {(r.task, r.metric) for r in rows} == {("humaneval_plus", "pass@1"),
+                                                  ("mbpp_plus", "pass@1")}
+    for r in rows:
+        assert r.extra["executed_in"] == "sandbox" and sum(r.extra["statuses"].values()) == 1
+        assert r.extra["settings"]["paper_code_tasks"] == ["humaneval_plus", "mbpp_plus"]
+    assert any("lm-eval tasks skipped" in m for m in logs)

@@ -69,6 +69,11 @@ class EvalSettings:
     fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)  # fewshot tier (the paper's Fig 11)
     paper_inputs: tuple[str, ...] = ()  # paper_task_loss: built inputs, "FILE:SHA256"
     paper_inputs_dir: str | None = None  # where they are (taskloss_build.default_out_dir)
+    paper_code_data: tuple[str, ...] = ()  # paper_accuracy: "TASK=DIR", HumanEval+ / MBPP+
+
+    @property
+    def paper_code_tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(item.split("=", 1)[0] for item in self.paper_code_data))
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -101,7 +106,7 @@ class EvalSettings:
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
                 "paper_task_loss": ("limit", "paper_inputs"),
-                "paper_accuracy": ("limit", "paper_backend")}[tier]
+                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks")}[tier]
         return json.loads(json.dumps({k: getattr(self, k) for k in keys}))
 
 
@@ -315,16 +320,42 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
 
     backend = job.settings.paper_backend or pt.default_backend()
     reason = pt.unavailable_reason(backend)  # type: ignore[arg-type]
-    if reason:
+    if reason and not job.settings.paper_code_data:
         raise TierSkipped(reason)
     rows = []
     with _exported(job) as hf_dir:
-        for task in pt.PAPER_TASKS:
-            r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
-                                  limit=job.settings.limit, batch_size=job.settings.batch_size)
-            rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
-                             extra={"backend": backend,
-                                    "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+        if reason:
+            job.log(f"paper_accuracy: lm-eval tasks skipped: {reason}")
+        else:
+            for task in pt.PAPER_TASKS:
+                r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
+                                      limit=job.settings.limit,
+                                      batch_size=job.settings.batch_size)
+                rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
+                                 extra={"backend": backend,
+                                        "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+        rows += _evalplus_rows(job, hf_dir, backend)
+    return rows
+
+
+def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
+    """HumanEval+ / MBPP+ pass@1, generated code run in this project's sandbox."""
+    if not job.settings.paper_code_data:
+        return []
+    from optimal_sparsity.eval.code_tasks import PLUS_TASKS, run_plus_task
+    from optimal_sparsity.eval.generation import make_generator
+
+    kw = {"batch_size": job.settings.batch_size} if backend == "hf" else {}
+    generator = make_generator(backend, hf_dir, **kw)
+    rows = []
+    for item in job.settings.paper_code_data:
+        task, data_dir = item.split("=", 1)
+        res = run_plus_task(task, generator, data_dir, limit=job.settings.limit,
+                            max_new_tokens=job.settings.max_new_tokens)
+        rows += job.rows(task, {"pass@1": res.pass_at_1}, res.n, "paper_accuracy",
+                         extra={"backend": backend, "executed_in": "sandbox",
+                                "num_fewshot": PLUS_TASKS[task].num_fewshot,
+                                "statuses": res.counts()})
     return rows
 
 

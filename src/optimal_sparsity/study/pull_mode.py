@@ -57,6 +57,24 @@ def prepare_paper_inputs(lock, opts, log: Callable[[str], None] = print
     return usable_inputs(lock, out_dir, allow_unhashed=opts.allow_unpinned, log=log), out_dir
 
 
+def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[str, ...]:
+    """``TASK=DIR`` of the EvalPlus data sets (HumanEval+, MBPP+) pulled through the lock."""
+    from optimal_sparsity.eval.code_tasks import PLUS_TASKS
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    out = []
+    for spec in PLUS_TASKS.values():
+        try:
+            pull(lock.find(spec.dataset), opts.hub_cache, allow_unpinned=opts.allow_unpinned,
+                 log=log)
+            data = pulled_dir(spec.dataset, lock, opts.hub_cache,
+                              allow_unpinned=opts.allow_unpinned)
+            out.append(f"{spec.task}={data}")
+        except (UserError, OSError) as err:
+            log(f"{spec.task}: not run: {err}")
+    return tuple(out)
+
+
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
@@ -79,7 +97,8 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
     settings = EvalSettings(tiers=("paper_task_loss", "paper_accuracy"),
                             limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
-                            paper_inputs_dir=str(inputs_dir))
+                            paper_inputs_dir=str(inputs_dir),
+                            paper_code_data=prepare_code_data(lock, opts, log))
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
