@@ -3,8 +3,9 @@ evaluated with the paper's settings, then drawn and checked like the retrained g
 
 What cannot run here is skipped with its reason, never faked: an unpinned lock (unless
 ``--allow-unpinned``), an unreachable hub, the paper's accuracy tasks without their data
-or a GPU. The authors released no training logs, so the claims that need pre-training
-loss stay inconclusive in this mode.
+or a GPU. What the release cannot decide (no training losses, no intermediate checkpoints)
+and the tiers pull mode does not run are declared per claim in ``study.pull_claims``; each
+such claim of a figure is logged as not testable, with the reason.
 """
 
 from __future__ import annotations
@@ -71,15 +72,16 @@ def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[s
                               allow_unpinned=opts.allow_unpinned)
             out.append(f"{spec.task}={data}")
         except (UserError, OSError) as err:
-            log(f"{spec.task}: not run: {err}")
+            log(f"{spec.task}: skipped (its data set): {err}")
     return tuple(out)
 
 
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
-    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.eval.evaluate import PULL_TIERS, EvalSettings, evaluate_checkpoint
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
+    from optimal_sparsity.study.pull_claims import pull_status
 
     lock = load_lock(opts.lock)
     models = select_models(lock, spec)
@@ -95,7 +97,7 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                        "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
     table = out_dir / "table"
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
-    settings = EvalSettings(tiers=("paper_task_loss", "paper_accuracy"),
+    settings = EvalSettings(tiers=PULL_TIERS,
                             limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
                             paper_inputs_dir=str(inputs_dir),
                             paper_code_data=prepare_code_data(lock, opts, log))
@@ -110,10 +112,10 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
             return skipped(spec, "pull", opts.scale, f"could not pull {m.name}: {err}", out_dir)
         rows = evaluate_checkpoint(directory, None, table, settings, log=log)
         runs |= {r.run for r in rows}
-    for tier in ("sc", "grpo", "grpo2"):
-        if tier in spec.tiers:
-            log(f"{spec.id}: the paper's {tier} settings need a GPU with vLLM (1,319 problems x "
-                "128 samples of 1,024 tokens); not run in pull mode on this machine")
+    for cid in spec.claims:
+        status = pull_status(cid)
+        if not status.testable:
+            log(f"{cid}: {status.text}")
     rows = [r for r in read_rows(table) if r.run in runs]
     return render(spec, rows, out_dir, mode="pull", scale=opts.scale, tasks=PAPER_TASKS,
                   label=f"released checkpoints (pull mode, {len(models)} models from "
