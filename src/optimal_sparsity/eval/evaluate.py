@@ -348,14 +348,18 @@ def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
     kw = {"batch_size": job.settings.batch_size} if backend == "hf" else {}
     generator = make_generator(backend, hf_dir, **kw)
     rows = []
-    for item in job.settings.paper_code_data:
-        task, data_dir = item.split("=", 1)
-        res = run_plus_task(task, generator, data_dir, limit=job.settings.limit,
-                            max_new_tokens=job.settings.max_new_tokens)
-        rows += job.rows(task, {"pass@1": res.pass_at_1}, res.n, "paper_accuracy",
-                         extra={"backend": backend, "executed_in": "sandbox",
-                                "num_fewshot": PLUS_TASKS[task].num_fewshot,
-                                "statuses": res.counts()})
+    try:
+        for item in job.settings.paper_code_data:
+            task, data_dir = item.split("=", 1)
+            res = run_plus_task(task, generator, data_dir, limit=job.settings.limit,
+                                max_new_tokens=job.settings.max_new_tokens)
+            rows += job.rows(task, {"pass@1": res.pass_at_1}, res.n, "paper_accuracy",
+                             extra={"backend": backend, "executed_in": "sandbox",
+                                    "num_fewshot": PLUS_TASKS[task].num_fewshot,
+                                    "statuses": res.counts()})
+    finally:
+        if hasattr(generator, "close"):  # a worker process (vLLM)
+            generator.close()
     return rows
 
 
