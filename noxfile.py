@@ -67,6 +67,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def gpu(session: nox.Session) -> None:
+    """Every GPU check, one JSON report (= ./reproduce gpu-check; <= 8 min on one H100/H200;
+    exit 2 on a machine without a GPU)."""
+    session.run(PYTHON, "-m", "optimal_sparsity.cli", "gpu-check", *session.posargs)
+
+
+@nox.session
 def lock(session: nox.Session) -> None:
     """Rewrite requirements.lock from the current environment (Python 3.11, CPU)."""
     out = session.run(PYTHON, "-m", "pip", "freeze", "--exclude-editable", silent=True)
