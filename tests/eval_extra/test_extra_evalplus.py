@@ -161,5 +161,6 @@ def test_paper_accuracy_tier_runs_them_in_the_sandbox(plus_data, tiny_corpus, tm
                                                   ("mbpp_plus", "pass@1")}
     for r in rows:
         assert r.extra["executed_in"] == "sandbox" and sum(r.extra["statuses"].values()) == 1
+        assert r.extra["lm_eval"] == __import__("importlib.metadata").metadata.version("lm_eval")
         assert r.extra["settings"]["paper_code_tasks"] == ["humaneval_plus", "mbpp_plus"]
     assert any("lm-eval tasks skipped" in m for m in logs)

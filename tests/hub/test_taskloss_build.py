@@ -175,3 +175,22 @@ def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys, tiny_corp
     with pytest.raises(IntegrityError, match="is not the lock's"):
         load_built_input("gsm_plus_5shot_cot.json", load_lock(lock_file), out.parent)
     assert main(["taskloss-build", "mmlu", "--lock", str(lock_file)]) == 2
+
+
+@pytest.mark.skipif(not (__import__("optimal_sparsity.eval.harness_env", fromlist=["x"])
+                         .env_path() / ".ready").is_file(),
+                    reason="the lm-eval 0.4.7 environment is not built here (it is built on "
+                           "first use of `taskloss-build --harness`, from PyPI)")
+def test_gsm8k_4shot_rebuilt_with_the_authors_harness(gsm8k_hub, tmp_path):
+    """The same byte-for-byte rebuild with lm-eval 0.4.7, the authors' harness."""
+    import json
+
+    from optimal_sparsity.eval.harness_env import run_in_harness
+
+    data = gsm8k_hub / "datasets" / GSM8K.repo_id
+    res = run_in_harness(["-m", "optimal_sparsity.eval.taskloss_build", "gsm8k_4shot.json",
+                          str(data), str(tmp_path / "out")])
+    assert res.returncode == 0, res.stderr[-2000:]
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    assert done["lm_eval"] == "0.4.7"
+    assert done["sha256"] == _registry()["gsm8k_4shot.json"]["sha256"]

@@ -125,17 +125,21 @@ def cmd_taskloss_build(args: argparse.Namespace) -> int:
     failed = 0
     for b in builds:
         data = pulled_dir(b.dataset, lock, cache, allow_unpinned=args.allow_unpinned)
-        out = build_file(b, data, out_dir, force=args.force, log=_err)
+        if args.harness:
+            out, version = _build_in_harness(b.file, data, out_dir, args.force)
+        else:
+            out, version = build_file(b, data, out_dir, force=args.force, log=_err), \
+                harness_version()
         got, size = sha256_file(out), out.stat().st_size
         want = lock.find_input(b.file)
         if want.built and want.sha256 != got:
             _err(f"{b.file}: sha256 {got} differs from the lock's {want.sha256} (built with "
-                 f"lm-eval {want.lm_eval}; this is {harness_version()})")
+                 f"lm-eval {want.lm_eval}; this is {version})")
             failed += 1
         elif want.built:
-            _err(f"{b.file}: matches checkpoints.lock")
+            _err(f"{b.file}: matches checkpoints.lock (lm-eval {version})")
         elif args.write_lock:
-            lock = lock.with_input(want.with_hash(got, size, harness_version()))
+            lock = lock.with_input(want.with_hash(got, size, version))
         print(out)
     if args.write_lock:
         if lock.path is None:
@@ -143,6 +147,25 @@ def cmd_taskloss_build(args: argparse.Namespace) -> int:
         lock.save(lock.path)
         _err(f"wrote {lock.path}")
     return 1 if failed else 0
+
+
+def _build_in_harness(file: str, data: Path, out_dir: Path, force: bool) -> tuple[Path, str]:
+    """One build with the authors' harness (lm-eval 0.4.7, its own environment)."""
+    import json
+
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.eval.harness_env import run_in_harness
+
+    args = ["-m", "optimal_sparsity.eval.taskloss_build", file, str(data), str(out_dir)]
+    res = run_in_harness([*args, *(["--force"] if force else [])], log=_err)
+    for line in res.stderr.splitlines():
+        if line.startswith(("error:", "/")) or "sha256" in line:
+            _err(line)
+    if res.returncode != 0:
+        tail = res.stderr.strip().splitlines()[-1:] or [f"exit status {res.returncode}"]
+        raise UserError(f"{file}: the harness build failed: {tail[0]}")
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    return Path(done["path"]), done["lm_eval"]
 
 
 def register_taskloss(sub: argparse._SubParsersAction) -> None:
@@ -161,3 +184,6 @@ def register_taskloss(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.add_argument("--write-lock", action="store_true",
                    help="record each new file's sha256, size and lm-eval version in the lock")
+    p.add_argument("--harness", action="store_true",
+                   help="build with the authors' harness, lm-eval 0.4.7, in its own "
+                        "environment (built on first use from docker/requirements-harness.txt)")

@@ -332,10 +332,17 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
                                       limit=job.settings.limit,
                                       batch_size=job.settings.batch_size)
                 rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
-                                 extra={"backend": backend,
+                                 extra={"backend": backend, "lm_eval": _lm_eval_version(),
                                         "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
         rows += _evalplus_rows(job, hf_dir, backend)
     return rows
+
+
+def _lm_eval_version() -> str:
+    """The harness version that made a row (its prompts, and its metrics where it scores)."""
+    from optimal_sparsity.eval.taskloss_build import harness_version
+
+    return harness_version()
 
 
 def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
@@ -355,6 +362,7 @@ def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
                                 max_new_tokens=job.settings.max_new_tokens)
             rows += job.rows(task, {"pass@1": res.pass_at_1}, res.n, "paper_accuracy",
                              extra={"backend": backend, "executed_in": "sandbox",
+                                    "lm_eval": _lm_eval_version(),
                                     "num_fewshot": PLUS_TASKS[task].num_fewshot,
                                     "statuses": res.counts()})
     finally:

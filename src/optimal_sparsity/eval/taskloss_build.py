@@ -209,3 +209,33 @@ def usable_inputs(lock, out_dir: str | Path, *, allow_unhashed: bool = False,
                 log(f"{b.file}: UNPINNED: the lock has no hash for it; used as built ({got})")
             out.append(f"{b.file}:{got}")
     return tuple(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m optimal_sparsity.eval.taskloss_build FILE DATA_DIR OUT_DIR``: one build in
+    this interpreter's harness (how ``taskloss-build --harness`` runs lm-eval 0.4.7); the
+    last stdout line is ``{"path", "sha256", "lm_eval"}``."""
+    import argparse
+    import sys
+
+    from optimal_sparsity.atomic import sha256_file
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("file")
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        out = build_file(find_build(args.file), args.data_dir, args.out_dir, force=args.force,
+                         log=lambda m: print(m, file=sys.stderr))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"path": str(out), "sha256": sha256_file(out),
+                      "lm_eval": harness_version()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
