@@ -194,3 +194,44 @@ def test_gsm8k_4shot_rebuilt_with_the_authors_harness(gsm8k_hub, tmp_path):
     done = json.loads(res.stdout.strip().splitlines()[-1])
     assert done["lm_eval"] == "0.4.7"
     assert done["sha256"] == _registry()["gsm8k_4shot.json"]["sha256"]
+
+
+def _other_sets(root):
+    """TriviaQA, HellaSwag and GSM-Plus layouts with 40 made-up rows each."""
+    trivia, hs, gp = root / "trivia", root / "hellaswag", root / "gsm_plus"
+    for split in ("train", "validation"):
+        _parquet(trivia / "rc.nocontext" / f"{split}-00000-of-00001.parquet",
+                 [{"question": f"{split} q{i}", "answer": {"aliases": [f"a{i}"], "value": "A"}}
+                  for i in range(40)])
+        _parquet(hs / "data" / f"{split}-00000-of-00001.parquet",
+                 [{"activity_label": "Cooking", "ctx_a": f"{split} {i} a.", "ctx_b": "then",
+                   "endings": [f"e{j}" for j in range(4)], "label": str(i % 4)}
+                  for i in range(40)])
+    (trivia / "README.md").write_text(
+        "---\nconfigs:\n- config_name: rc.nocontext\n  data_files:\n  - split: train\n"
+        "    path: rc.nocontext/train-*\n  - split: validation\n"
+        "    path: rc.nocontext/validation-*\n---\n")
+    _parquet(gp / "data" / "test-00000-of-00001.parquet",
+             [{"question": f"q{i}", "solution": f"s{i}\n#### {i}"} for i in range(40)])
+    return {"triviaqa": trivia, "hellaswag": hs, "gsm_plus": gp}
+
+
+@pytest.mark.skipif(not (__import__("optimal_sparsity.eval.harness_env", fromlist=["x"])
+                         .env_path() / ".ready").is_file(),
+                    reason="the lm-eval 0.4.7 environment is not built here")
+def test_the_other_builds_are_the_same_under_the_authors_harness(tmp_path):
+    """lm-eval 0.4.7 and the project's 0.4.13 build the same TriviaQA, HellaSwag and GSM-Plus
+    prompts (40 items each, shots drawn by each version's own sampler)."""
+    import json
+
+    from optimal_sparsity.eval.harness_env import run_in_harness
+
+    sets = _other_sets(tmp_path)
+    ours = {n: build_items(find_build(n), d, cache_dir=tmp_path / "c") for n, d in sets.items()}
+    script = ("import json, sys; from optimal_sparsity.eval.taskloss_build import build_items, "
+              "find_build; sets = json.loads(sys.argv[1]); print(json.dumps({n: build_items("
+              "find_build(n), d, cache_dir=sys.argv[2]) for n, d in sets.items()}))")
+    res = run_in_harness(["-c", script, json.dumps({n: str(d) for n, d in sets.items()}),
+                          str(tmp_path / "c047")])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == ours
