@@ -101,6 +101,13 @@ def _torch_cpu_sources(session: nox.Session, index: str) -> list[str]:
 
 
 @nox.session
+def gpu(session: nox.Session) -> None:
+    """Every GPU check, one JSON report (= ./reproduce gpu-check; <= 8 min on one H100/H200;
+    exit 2 on a machine without a GPU)."""
+    session.run(PYTHON, "-m", "optimal_sparsity.cli", "gpu-check", *session.posargs)
+
+
+@nox.session
 def lock(session: nox.Session) -> None:
     """Regenerate requirements.lock (hashed, CPU torch) and the transformers 4.57 test pins."""
     from optimal_sparsity.envlock import TORCH_CPU_INDEX, read_lock

@@ -57,13 +57,18 @@ def test_metric_keys_exist_in_the_stock_tasks():
             assert metric in metrics or metric == fn_metric.get(task), (task, key)
 
 
-def test_backend_arguments():
+def test_backend_arguments(tmp_path):
+    import json
+
     hf = pt.model_args("rel/dir", "hf")
     assert hf["dtype"] == "float32" and hf["max_length"] == 4096
     assert hf["trust_remote_code"] is False and Path(hf["pretrained"]).is_absolute()
-    vl = pt.model_args("rel/dir", "vllm")
-    assert vl["max_model_len"] == 4096 and vl["seed"] == 42 and vl["trust_remote_code"] is False
-    assert pt.evaluate_kwargs("gsm8k", "/m", "vllm")["device"] == "cuda"
+    for window, want in ((2048, 2048), (32768, 4096)):  # never beyond the model's window
+        (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": window}))
+        vl = pt.model_args(tmp_path, "vllm")
+        assert vl["max_model_len"] == want and vl["seed"] == 42
+        assert vl["trust_remote_code"] is False
+    assert pt.evaluate_kwargs("gsm8k", tmp_path, "vllm")["device"] == "cuda"
     with pytest.raises(ValueError):
         pt.model_args("/m", "tgi")  # type: ignore[arg-type]
 

@@ -38,6 +38,7 @@ def test_fig7_pull_mode_end_to_end(tiny_corpus, tmp_path):
     assert code == 0, err.getvalue()
     log = out.getvalue()
     assert log.count("pull d32-") == 3
+    assert "not run" not in log
     assert len(list((tmp_path / "cache").rglob("model.safetensors"))) == 3
     results = tmp_path / "results"
     rows = [json.loads(x) for p in (results / "pull" / "table" / "parts").glob("*.jsonl")

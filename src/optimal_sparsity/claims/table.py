@@ -36,9 +36,11 @@ def claims_markdown() -> str:
              "| id | figure | paper says | command | expected, smoke "
              f"({cost('smoke')}) | expected, full ({cost('full')}) | pull mode |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
+    from optimal_sparsity.study.pull_claims import pull_runs, pull_status
+
+    runs = pull_runs()
     for c in CLAIMS:
-        pull = ("GPU + hub; code grid" if c.figure == "fig8"
-                else "GPU + hub" if c.figure in ("fig6", "fig10") else "hub (GPU advised)")
+        pull = pull_status(c.id, runs).text
         lines.append(f"| `{c.id}` | {c.figure} | {c.statement} | `./reproduce {c.figure}` | "
                      f"{expected('smoke', c.id)} | {expected('full', c.id)} | {pull} |")
     lines += ["", END, ""]

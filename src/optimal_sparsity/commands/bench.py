@@ -68,3 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="JSON report (default results/bench/...)")
     p.add_argument("--show", type=Path, metavar="JSON", help="print a saved report instead")
     p.add_argument("--markdown", action="store_true", help="tables as Markdown")
+
+    p = sub.add_parser(
+        "gpu-check", help="every check that needs a GPU (MegaBlocks parity, GPU bench rows, "
+                          "vLLM vs HF, pull-mode eval through vLLM): one JSON report; exit 2 "
+                          "without a GPU")
+    p.set_defaults(func=cmd_gpu_check)
+    p.add_argument("--out", type=Path, default=Path("results/gpu-check"),
+                   help="directory of report.json (default results/gpu-check)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the steps and their time budgets, run nothing")
+
+
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from optimal_sparsity.gpu_check import main
+
+    return main(args.out, plan_only=args.plan)

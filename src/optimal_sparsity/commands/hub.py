@@ -100,3 +100,92 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validate the file and compare it with what the code defines")
     p.add_argument("--revision", default="main", help="with --update: branch or commit")
     p.add_argument("--lock", type=Path, help="lock file (default: checkpoints.lock)")
+
+    register_taskloss(sub)
+
+
+def cmd_taskloss_build(args: argparse.Namespace) -> int:
+    from optimal_sparsity.atomic import sha256_file
+    from optimal_sparsity.errors import IntegrityError
+    from optimal_sparsity.eval.taskloss_build import (
+        BUILDS,
+        build_file,
+        default_out_dir,
+        find_build,
+        harness_version,
+    )
+    from optimal_sparsity.hub.lock import load_lock
+    from optimal_sparsity.hub.pull import default_cache_dir, pulled_dir
+
+    if not args.names and not args.all:
+        raise SystemExit("reproduce taskloss-build: name an input (" + ", ".join(
+            b.removesuffix(".json") for b in BUILDS) + ") or pass --all")
+    builds = list(BUILDS.values()) if args.all else [find_build(n) for n in args.names]
+    lock = load_lock(args.lock)
+    cache = args.cache_dir or default_cache_dir()
+    out_dir = args.out or default_out_dir(cache)
+    failed = 0
+    for b in builds:
+        data = pulled_dir(b.dataset, lock, cache, allow_unpinned=args.allow_unpinned)
+        if args.harness:
+            out, version = _build_in_harness(b.file, data, out_dir, args.force)
+        else:
+            out, version = build_file(b, data, out_dir, force=args.force, log=_err), \
+                harness_version()
+        got, size = sha256_file(out), out.stat().st_size
+        want = lock.find_input(b.file)
+        if want.built and want.sha256 != got:
+            _err(f"{b.file}: sha256 {got} differs from the lock's {want.sha256} (built with "
+                 f"lm-eval {want.lm_eval}; this is {version})")
+            failed += 1
+        elif want.built:
+            _err(f"{b.file}: matches checkpoints.lock (lm-eval {version})")
+        elif args.write_lock:
+            lock = lock.with_input(want.with_hash(got, size, version))
+        print(out)
+    if args.write_lock:
+        if lock.path is None:
+            raise IntegrityError("no lock path to write")
+        lock.save(lock.path)
+        _err(f"wrote {lock.path}")
+    return 1 if failed else 0
+
+
+def _build_in_harness(file: str, data: Path, out_dir: Path, force: bool) -> tuple[Path, str]:
+    """One build with the authors' harness (lm-eval 0.4.7, its own environment)."""
+    import json
+
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.eval.harness_env import run_in_harness
+
+    args = ["-m", "optimal_sparsity.eval.taskloss_build", file, str(data), str(out_dir)]
+    res = run_in_harness([*args, *(["--force"] if force else [])], log=_err)
+    for line in res.stderr.splitlines():
+        if line.startswith(("error:", "/")) or "sha256" in line:
+            _err(line)
+    if res.returncode != 0:
+        tail = res.stderr.strip().splitlines()[-1:] or [f"exit status {res.returncode}"]
+        raise UserError(f"{file}: the harness build failed: {tail[0]}")
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    return Path(done["path"]), done["lm_eval"]
+
+
+def register_taskloss(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "taskloss-build", help="rebuild the authors' lm-eval task-loss inputs (GSM8K, "
+                               "TriviaQA, HellaSwag 4-shot; GSM-Plus 5-shot) from pulled data sets")
+    p.set_defaults(func=cmd_taskloss_build)
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="gsm8k_4shot, triviaqa_4shot, hellaswag_4shot, gsm_plus_5shot_cot")
+    p.add_argument("--all", action="store_true", help="all four")
+    p.add_argument("--out", type=Path, help="output directory (default: <hub cache>/taskloss)")
+    p.add_argument("--lock", type=Path, help="lock file (default: checkpoints.lock)")
+    p.add_argument("--cache-dir", type=Path, help="hub cache of `./reproduce pull`")
+    p.add_argument("--allow-unpinned", action="store_true",
+                   help="build from a data set pulled with --allow-unpinned")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--write-lock", action="store_true",
+                   help="record each new file's sha256, size and lm-eval version in the lock")
+    p.add_argument("--harness", action="store_true",
+                   help="build with the authors' harness, lm-eval 0.4.7, in its own "
+                        "environment (built on first use from docker/requirements-harness.txt)")

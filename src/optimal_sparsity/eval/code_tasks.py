@@ -14,6 +14,15 @@ machine cannot contain it, evaluation refuses before generating anything unless 
   (``resources/taskloss/mbppplus_test.json.gz``, prompt and answer only) has no tests,
   so it can feed task loss but not pass@1: ``load_mbpp`` says so.
 
+- HumanEval+ (0-shot) and MBPP+ (3-shot), the EvalPlus sets the authors ran beside them
+  (``code_eval.sh``: ``humaneval,humaneval_plus`` and ``mbpp,mbpp_plus``): the data sets
+  ``evalplus/humanevalplus`` and ``evalplus/mbppplus`` pulled through ``checkpoints.lock``,
+  the prompts, stop sequences and test programs exactly as lm-eval's ``humaneval_plus`` and
+  ``mbpp_plus`` tasks build them (``plus_problems``: lm-eval's own task objects). As there,
+  HumanEval+ runs the extended ``test`` of each problem and MBPP+ its three ``test_list``
+  asserts (lm-eval's MBPP+ reference; its ``test_imports`` are not prepended). Only the
+  execution differs: here it is this project's sandbox, not lm-eval's ``code_eval``.
+
 The scaled-down models cannot code: on them these numbers measure the wiring only
 (a generator that returns the canonical solutions scores 1.0; tests check this).
 """
@@ -27,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.generation import Sampling, truncate_at
@@ -112,6 +123,114 @@ def load_mbpp(path: str | Path = TASKLOSS_MBPP, limit: int | None = None,
     return out
 
 
+# HumanEval+ and MBPP+ ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlusTask:
+    task: str  # lm-eval task name (also the results-table task)
+    yaml: str  # its stock YAML, relative to lm_eval/tasks/
+    dataset: str  # checkpoints.lock data set name
+    num_fewshot: int
+    max_gen_toks: int  # lm-eval's: the task's own, else the harness default of 256
+
+
+PLUS_TASKS: dict[str, PlusTask] = {t.task: t for t in (
+    PlusTask("humaneval_plus", "humaneval/humaneval_plus.yaml", "humaneval_plus", 0, 1024),
+    PlusTask("mbpp_plus", "mbpp/mbpp_plus.yaml", "mbpp_plus", 3, 256),
+)}
+
+
+class _FunctionRef(str):
+    """A ``!function module.name`` tag of an lm-eval YAML, kept as text."""
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    pass
+
+
+_TaskYamlLoader.add_constructor(
+    "!function", lambda loader, node: _FunctionRef(loader.construct_scalar(node)))
+
+
+def stock_task_config(yaml_path: str) -> dict[str, Any]:
+    """A stock lm-eval task YAML (``include`` followed) as data, functions unresolved. The
+    code tasks' ``utils.py`` load the hub's ``code_eval`` metric when imported, so their task
+    objects cannot be built offline; their prompts are plain templates and data."""
+    from optimal_sparsity.eval.taskloss_build import stock_yaml
+
+    path = stock_yaml(yaml_path)
+    cfg = yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # a SafeLoader subclass
+    if "include" in cfg:
+        base = stock_task_config(str(Path(yaml_path).parent / cfg.pop("include")))
+        cfg = {**base, **cfg}
+    return cfg
+
+
+def _literal_function(yaml_path: str, ref: str) -> Any:
+    """The literal a task's ``utils.py`` function returns (read, not imported)."""
+    import ast
+
+    from optimal_sparsity.eval.taskloss_build import stock_yaml
+
+    module, name = ref.rsplit(".", 1)
+    source = stock_yaml(str(Path(yaml_path).parent / f"{module}.py")).read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            ret = node.body[-1]
+            if isinstance(ret, ast.Return) and ret.value is not None:
+                return ast.literal_eval(ret.value)
+    raise UserError(f"{module}.py of {yaml_path} has no literal {name}()")
+
+
+def plus_problems(task: str, data_dir: str | Path, limit: int | None = None,
+                  cache_dir: str | Path | None = None) -> list[CodeProblem]:
+    """The problems of ``task`` (HumanEval+ or MBPP+) from its pulled data set, with the
+    prompts (few-shot examples included), stop sequences and test programs of lm-eval's task
+    (its templates rendered as lm-eval renders them: ``Task.fewshot_context`` with the
+    ``first_n`` sampler is shots, each ``text + target_delimiter + target +
+    fewshot_delimiter``, then the problem's text)."""
+    import datasets
+    from lm_eval.utils import apply_template
+
+    if task not in PLUS_TASKS:
+        raise UserError(f"unknown EvalPlus task {task!r}: {', '.join(PLUS_TASKS)}")
+    spec = PLUS_TASKS[task]
+    cfg = stock_task_config(spec.yaml)
+    shots = []
+    if spec.num_fewshot:
+        fs = cfg["fewshot_config"]
+        if fs.get("sampler") != "first_n":
+            raise UserError(f"{task}: lm-eval's few-shot sampler is {fs.get('sampler')!r}")
+        shots = _literal_function(spec.yaml, fs["samples"])[:spec.num_fewshot]
+    tgt, few = cfg.get("target_delimiter", " "), cfg.get("fewshot_delimiter", "\n\n")
+    context = "".join(apply_template(cfg["doc_to_text"], s) + tgt
+                      + apply_template(cfg["doc_to_target"], s) + few for s in shots)
+    try:
+        docs = datasets.load_dataset(str(Path(data_dir).resolve()), cfg.get("dataset_name"),
+                                     split=cfg["test_split"],
+                                     cache_dir=str(cache_dir) if cache_dir else None)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as err:
+        raise UserError(f"{task}: cannot read its data set from {data_dir}: "
+                        f"{str(err).splitlines()[0] if str(err) else err!r}") from None
+    stop = tuple(cfg["generation_kwargs"]["until"])
+    out = []
+    for i, doc in enumerate(docs):
+        if limit is not None and i >= limit:
+            break
+        prompt = context + apply_template(cfg["doc_to_text"], doc)
+        test = apply_template(cfg["doc_to_target"], doc)  # HumanEval: test + check(); MBPP: asserts
+        if task == "humaneval_plus":
+            out.append(CodeProblem(task_id=str(doc["task_id"]), prompt=prompt,
+                                   prefix=doc["prompt"], test_program=test,
+                                   gold=doc["canonical_solution"], stop=stop))
+        else:
+            out.append(CodeProblem(task_id=str(doc["task_id"]), prompt=prompt,
+                                   test_program=test, gold=doc["code"], stop=stop))
+    if not out:
+        raise UserError(f"{task}: {data_dir} has no test problems")
+    return out
+
+
 # Scoring -----------------------------------------------------------------------------
 
 @dataclass
@@ -161,6 +280,15 @@ def evaluate_code(task: str, generator, problems: Sequence[CodeProblem],
     return score_completions(task, problems,
                              generate_completions(generator, problems, max_new_tokens),
                              limits, workers, allow_unconfined)
+
+
+def run_plus_task(task: str, generator, data_dir: str | Path, *, limit: int | None = None,
+                  max_new_tokens: int | None = None, cache_dir: str | Path | None = None,
+                  workers: int = 1) -> CodeResult:
+    """pass@1 (greedy) of ``generator`` on HumanEval+ or MBPP+, run in the sandbox."""
+    problems = plus_problems(task, data_dir, limit, cache_dir)
+    return evaluate_code(task, generator, problems,
+                         max_new_tokens or PLUS_TASKS[task].max_gen_toks, workers=workers)
 
 
 def code_eval(checkpoint: str | Path, task: str, *, results: str | Path | None = None,

@@ -75,6 +75,13 @@ class EvalSettings:
     threads: int = 0  # torch threads while evaluating (0: leave as is)
     force: bool = False
     fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)  # fewshot tier (the paper's Fig 11)
+    paper_inputs: tuple[str, ...] = ()  # paper_task_loss: built inputs, "FILE:SHA256"
+    paper_inputs_dir: str | None = None  # where they are (taskloss_build.default_out_dir)
+    paper_code_data: tuple[str, ...] = ()  # paper_accuracy: "TASK=DIR", HumanEval+ / MBPP+
+
+    @property
+    def paper_code_tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(item.split("=", 1)[0] for item in self.paper_code_data))
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -106,8 +113,8 @@ class EvalSettings:
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
-                "paper_task_loss": ("limit",),
-                "paper_accuracy": ("limit", "paper_backend")}[tier]
+                "paper_task_loss": ("limit", "paper_inputs"),
+                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks")}[tier]
         return settings_key({k: getattr(self, k) for k in keys})
 
 
@@ -294,15 +301,17 @@ def _tier_fewshot(job: _Job) -> list[Row]:
 
 
 def _tier_paper_task_loss(job: _Job) -> list[Row]:
-    from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS, load_authors_inputs
+    from optimal_sparsity.eval.taskloss_data import paper_inputs
 
     rows = []
-    for task, spec in AUTHORS_INPUTS.items():
-        pairs = load_authors_inputs(task)[:job.settings.limit]
-        extra: dict[str, Any] = {"inputs": spec.file, "unit": "bits/token"}
+    for inp in paper_inputs(job.settings.paper_inputs, job.settings.paper_inputs_dir,
+                            log=job.log):
+        pairs = inp.pairs[:job.settings.limit]
+        extra: dict[str, Any] = {"inputs": inp.file, "inputs_sha256": inp.sha256,
+                                 "unit": "bits/token"}
         if job.source != "pull":
             extra["note"] = SCALED_DOWN_NOTE
-        rows += _task_loss_rows(job, "paper_task_loss", task, pairs, extra)
+        rows += _task_loss_rows(job, "paper_task_loss", inp.task, pairs, extra)
     return rows
 
 
@@ -311,16 +320,54 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
 
     backend = job.settings.paper_backend or pt.default_backend()
     reason = pt.unavailable_reason(backend)  # type: ignore[arg-type]
-    if reason:
+    if reason and not job.settings.paper_code_data:
         raise TierSkipped(reason)
     rows = []
     with _exported(job) as hf_dir:
-        for task in pt.PAPER_TASKS:
-            r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
-                                  limit=job.settings.limit, batch_size=job.settings.batch_size)
-            rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
-                             extra={"backend": backend,
-                                    "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+        if reason:
+            job.log(f"paper_accuracy: lm-eval tasks skipped: {reason}")
+        else:
+            for task in pt.PAPER_TASKS:
+                r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
+                                      limit=job.settings.limit,
+                                      batch_size=job.settings.batch_size)
+                rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
+                                 extra={"backend": backend, "lm_eval": _lm_eval_version(),
+                                        "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+        rows += _evalplus_rows(job, hf_dir, backend)
+    return rows
+
+
+def _lm_eval_version() -> str:
+    """The harness version that made a row (its prompts, and its metrics where it scores)."""
+    from optimal_sparsity.eval.taskloss_build import harness_version
+
+    return harness_version()
+
+
+def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
+    """HumanEval+ / MBPP+ pass@1, generated code run in this project's sandbox."""
+    if not job.settings.paper_code_data:
+        return []
+    from optimal_sparsity.eval.code_tasks import PLUS_TASKS, run_plus_task
+    from optimal_sparsity.eval.generation import make_generator
+
+    kw = {"batch_size": job.settings.batch_size} if backend == "hf" else {}
+    generator = make_generator(backend, hf_dir, **kw)
+    rows = []
+    try:
+        for item in job.settings.paper_code_data:
+            task, data_dir = item.split("=", 1)
+            res = run_plus_task(task, generator, data_dir, limit=job.settings.limit,
+                                max_new_tokens=job.settings.max_new_tokens)
+            rows += job.rows(task, {"pass@1": res.pass_at_1}, res.n, "paper_accuracy",
+                             extra={"backend": backend, "executed_in": "sandbox",
+                                    "lm_eval": _lm_eval_version(),
+                                    "num_fewshot": PLUS_TASKS[task].num_fewshot,
+                                    "statuses": res.counts()})
+    finally:
+        if hasattr(generator, "close"):  # a worker process (vLLM)
+            generator.close()
     return rows
 
 

@@ -11,7 +11,9 @@ over it. Seeding is per call (``torch.manual_seed``), so results do not depend o
 was generated before.
 
 ``VLLMGenerator`` (GPU only; vLLM is not a dependency of this artifact): the paper's
-backend. ``SamplingParams(n, temperature, top_p, max_tokens, seed)`` per call. vLLM's
+backend, run in vLLM's own environment (``OPTIMAL_SPARSITY_VLLM_PYTHON``) as a worker
+process (``eval.gen_worker``: a JSON-lines protocol), with ``max_model_len`` the model's
+window. ``SamplingParams(n, temperature, top_p, max_tokens, seed)`` per prompt. vLLM's
 own kernels and RNG: its samples are not bit-identical to HF's.
 
 Our own torch model is not a sampling backend: it has no KV cache, and on these CPUs it
@@ -164,10 +166,11 @@ def _seeded(seed: int):
 
 def vllm_available() -> tuple[bool, str]:
     """Whether the vLLM backend can run here, and if not, why."""
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return False, "vllm is not installed (it is a GPU-only, CUDA build)"
+    from optimal_sparsity.eval.gen_worker import DEFAULT_VLLM_PYTHON, VLLM_PYTHON_ENV, vllm_python
+
+    if vllm_python() is None:
+        return False, (f"no vLLM environment: set {VLLM_PYTHON_ENV} to the Python of one "
+                       f"(the GPU image has {DEFAULT_VLLM_PYTHON})")
     if not torch.cuda.is_available():
         return False, "vLLM needs a CUDA GPU"
     return True, ""
@@ -184,28 +187,17 @@ def vllm_sampling_params(sampling: Sampling, n: int, seed: int, stop: Sequence[s
                           stop=list(stop) or None)
 
 
-class VLLMGenerator:
-    """vLLM offline inference over an exported (or released) Mixtral directory."""
+def VLLMGenerator(model_dir: str | Path, *, seed: int = 42, stop: Sequence[str] = (),
+                  gpu_memory_utilization: float = 0.85):
+    """vLLM over an exported (or released) Mixtral directory, in vLLM's environment (a
+    ``gen_worker.WorkerGenerator``; close it, or use it as a context manager)."""
+    from optimal_sparsity.eval.gen_worker import WorkerGenerator, vllm_python
 
-    def __init__(self, model_dir: str | Path, *, seed: int = 42, max_model_len: int = 4096,
-                 stop: Sequence[str] = (), gpu_memory_utilization: float = 0.85) -> None:
-        ok, why = vllm_available()
-        if not ok:
-            raise UserError(f"vLLM backend unavailable: {why}")
-        from vllm import LLM
-
-        self.llm = LLM(model=str(model_dir), seed=seed, max_model_len=max_model_len,
-                       trust_remote_code=False, gpu_memory_utilization=gpu_memory_utilization)
-        self.stop = tuple(stop)
-
-    def generate(self, prompts: Sequence[str], sampling: Sampling, n: int = 1,
-                 seed: int = 0) -> list[list[str]]:
-        out = []
-        for i, p in enumerate(prompts):  # one seed per prompt, as in HFGenerator
-            params = vllm_sampling_params(sampling, n, seed + i, self.stop)
-            res = self.llm.generate([p], params, use_tqdm=False)[0]
-            out.append([c.text for c in res.outputs])
-        return out
+    ok, why = vllm_available()
+    if not ok:
+        raise UserError(f"vLLM backend unavailable: {why}")
+    return WorkerGenerator(model_dir, backend="vllm", python=vllm_python(), seed=seed,
+                           stop=stop, gpu_memory_utilization=gpu_memory_utilization)
 
 
 def make_generator(backend: str, model_dir: str | Path, **kw) -> Generator:

@@ -56,8 +56,11 @@ def model_args(model_dir: str | Path, backend: Backend) -> dict[str, Any]:
     common = {"pretrained": str(Path(model_dir).resolve()), "trust_remote_code": False}
     if backend == "hf":  # safetensors only: a .bin-only directory is refused, not unpickled
         return {**common, "dtype": "float32", "max_length": MAX_LENGTH, "use_safetensors": True}
-    if backend == "vllm":
-        return {**common, "dtype": "bfloat16", "max_model_len": MAX_LENGTH, "seed": SEED,
+    if backend == "vllm":  # vLLM refuses a max_model_len beyond the model's window
+        from optimal_sparsity.eval.gen_worker import model_window
+
+        window = min(MAX_LENGTH, model_window(model_dir))
+        return {**common, "dtype": "bfloat16", "max_model_len": window, "seed": SEED,
                 "load_format": "safetensors",
                 "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9}
     raise ValueError(f"unknown backend {backend!r}: 'hf' or 'vllm'")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def _registry() -> dict[str, dict]:
     return json.loads((TASKLOSS_DIR / "SHA256.json").read_text())
 
 
+def carried_hashes() -> dict[str, tuple[str, int]]:
+    """{file: (sha256, bytes)} of the authors' files carried here (decompressed)."""
+    return {name: (v["sha256"], v["bytes"]) for name, v in _registry().items()}
+
+
 def load_authors_inputs(task: str) -> list[tuple[str, str]]:
     """The authors' ``(prompt, answer)`` pairs for ``task``, after checking the sha256 of
     the decompressed bytes against ``SHA256.json``."""
@@ -56,6 +62,46 @@ def load_authors_inputs(task: str) -> list[tuple[str, str]]:
                              f"SHA256.json {want['sha256']}")
     items = json.loads(raw)
     return [(it["prompt"], it["answer"]) for it in items]
+
+
+@dataclass(frozen=True)
+class PaperInput:
+    task: str  # results-table task
+    file: str
+    sha256: str
+    pairs: list[tuple[str, str]]
+
+
+def paper_inputs(built: Sequence[str] = (), built_dir: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> list[PaperInput]:
+    """The authors' task-loss inputs this run scores: the carried files, then the inputs
+    built from lm-eval tasks (``taskloss_build``) named in ``built`` as ``FILE:SHA256``
+    (read from ``built_dir``, their hash checked again); the others are logged as not
+    scored."""
+    from optimal_sparsity.eval.taskloss_build import BUILDS, find_build
+
+    hashes = carried_hashes()
+    out = [PaperInput(spec.task, spec.file, hashes[spec.file][0], load_authors_inputs(task))
+           for task, spec in AUTHORS_INPUTS.items()]
+    for item in built:
+        file, sha = item.rsplit(":", 1)
+        if built_dir is None:
+            raise UserError("built task-loss inputs need their directory (paper_inputs_dir)")
+        path = Path(built_dir) / file
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise UserError(f"cannot read the built input {path}: {err}") from None
+        if sha256_bytes(raw) != sha:
+            raise IntegrityError(f"{path}: sha256 {sha256_bytes(raw)}, expected {sha}")
+        pairs = [(it["prompt"], it["answer"]) for it in json.loads(raw)]
+        out.append(PaperInput(find_build(file).results_task, file, sha, pairs))
+    scored = {p.file for p in out}
+    left = [b.file for b in BUILDS.values() if b.file not in scored]
+    if left:
+        log(f"paper_task_loss: not scored (not built and hashed here: `./reproduce "
+            f"taskloss-build`): {', '.join(left)}")
+    return out
 
 
 def load_proxy_items(corpus: str | Path, task: str) -> list[dict]:

@@ -173,10 +173,51 @@ class Entry:
         return replace(self, revision=None, unresolved_reason=reason, files=None)
 
 
+NOT_BUILT = ("not built yet: pull the data set (`./reproduce pull {dataset}`), then run "
+             "`./reproduce taskloss-build {name} --write-lock` where it is")
+
+
+@dataclass(frozen=True)
+class BuiltInput:
+    """A task-loss input this artifact builds from a locked data set
+    (``eval/taskloss_build.py``), and the sha256 of the built file once built."""
+
+    file: str
+    task: str  # lm-eval task
+    dataset: str  # the data set entry it is built from
+    shots: int
+    seed: int
+    source: str
+    sha256: str | None = None
+    size: int | None = None
+    lm_eval: str | None = None  # harness version that built it
+    unresolved_reason: str | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.sha256 is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "task": self.task, "dataset": self.dataset,
+                "shots": self.shots, "seed": self.seed, "source": self.source,
+                "sha256": self.sha256, "size": self.size, "lm_eval": self.lm_eval,
+                "unresolved_reason": self.unresolved_reason}
+
+    def static_dict(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for key in ("sha256", "size", "lm_eval", "unresolved_reason"):
+            d.pop(key)
+        return d
+
+    def with_hash(self, sha256: str, size: int, lm_eval: str) -> BuiltInput:
+        return replace(self, sha256=sha256, size=size, lm_eval=lm_eval, unresolved_reason=None)
+
+
 @dataclass(frozen=True)
 class Lock:
     models: tuple[Entry, ...]
     datasets: tuple[Entry, ...]
+    taskloss_inputs: tuple[BuiltInput, ...] = ()
     code_models_note: str = CODE_MODELS_NOTE
     hub: str = DEFAULT_HUB
     path: Path | None = field(default=None, compare=False)
@@ -200,6 +241,16 @@ class Lock:
 
         return replace(self, models=swap(self.models), datasets=swap(self.datasets))
 
+    def find_input(self, file: str) -> BuiltInput:
+        for b in self.taskloss_inputs:
+            if b.file == file:
+                return b
+        raise UserError(f"{file} is not a task-loss input of {self.path or 'the lock'}")
+
+    def with_input(self, built: BuiltInput) -> Lock:
+        return replace(self, taskloss_inputs=tuple(built if b.file == built.file else b
+                                                   for b in self.taskloss_inputs))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -212,6 +263,7 @@ class Lock:
             "code_models_note": self.code_models_note,
             "models": [e.to_dict() for e in self.models],
             "datasets": [e.to_dict() for e in self.datasets],
+            "taskloss_inputs": [b.to_dict() for b in self.taskloss_inputs],
         }
 
     def dumps(self) -> str:
@@ -226,7 +278,8 @@ class Lock:
     def static_view(self) -> dict[str, Any]:
         return {"code_models_note": self.code_models_note,
                 "models": [e.static_dict() for e in self.models],
-                "datasets": [e.static_dict() for e in self.datasets]}
+                "datasets": [e.static_dict() for e in self.datasets],
+                "taskloss_inputs": [b.static_dict() for b in self.taskloss_inputs]}
 
 
 # Skeleton -----------------------------------------------------------------------------
@@ -263,14 +316,41 @@ def skeleton(previous: Lock | None = None) -> Lock:
         models.append(model_entry(
             f"code-d{d}-E{e}-k{k}", f"llm-jp/optimal-sparsity-code-d{d}-E{e}-k{k}-{tot}-A{act}",
             paper_config(d, e, k), family="code", source=src, total_name=tot, active_name=act))
-    lock = Lock(models=tuple(models), datasets=tuple(dataset_entry(s) for s in DATASETS))
+    lock = Lock(models=tuple(models), datasets=tuple(dataset_entry(s) for s in DATASETS),
+                taskloss_inputs=built_inputs())
     if previous is not None:
         old = {e.name: e for e in previous.entries}
         for e in lock.entries:
             prev = old.get(e.name)
             if prev is not None and prev.pinned and prev.static_dict() == e.static_dict():
                 lock = lock.with_entry(prev)
+        old_inputs = {b.file: b for b in previous.taskloss_inputs}
+        for b in lock.taskloss_inputs:
+            prev_b = old_inputs.get(b.file)
+            if prev_b is not None and prev_b.built and prev_b.static_dict() == b.static_dict():
+                lock = lock.with_input(prev_b)
     return lock
+
+
+def built_inputs() -> tuple[BuiltInput, ...]:
+    """The builder's inputs. One of the authors' files that this artifact carries
+    (``resources/taskloss``; GSM8K 4-shot) has its hash from the start: the builder
+    reproduces it byte for byte (tests/hub/test_taskloss_build.py)."""
+    from optimal_sparsity.eval.taskloss_build import BUILDS, SEED, harness_version
+    from optimal_sparsity.eval.taskloss_data import carried_hashes
+
+    carried = carried_hashes()
+    out = []
+    for b in BUILDS.values():
+        entry = BuiltInput(b.file, b.task, b.dataset, b.num_fewshot, SEED,
+                           source=f"lm-evaluation-harness task {b.task} ({b.yaml}), "
+                                  f"{b.num_fewshot}-shot, fewshot seed {SEED}",
+                           unresolved_reason=NOT_BUILT.format(dataset=b.dataset,
+                                                              name=b.file.removesuffix(".json")))
+        if b.file in carried:
+            entry = entry.with_hash(*carried[b.file], harness_version())
+        out.append(entry)
+    return tuple(out)
 
 
 # Load and validate ---------------------------------------------------------------------
@@ -320,7 +400,9 @@ _MODEL_KEYS = {"name", "repo_id", "family", "grid", "expected", "source", "revis
 _DATASET_KEYS = {"name", "repo_id", "task", "config", "split", "shots", "include", "source",
                  "revision", "unresolved_reason", "files"}
 _TOP_KEYS = {"format", "about", "hub", "refused_weight_suffixes", "code_models_note", "models",
-             "datasets"}
+             "datasets", "taskloss_inputs"}
+_INPUT_KEYS = {"file", "task", "dataset", "shots", "seed", "source", "sha256", "size",
+               "lm_eval", "unresolved_reason"}
 
 
 def _validate_entry(e: Any, where: str, kind: str) -> None:
@@ -386,6 +468,25 @@ def validate(data: Any, where: str = "checkpoints.lock") -> None:
             _validate_entry(e, f"{where}: {key}[{i}]", kind)
             _need(e["name"] not in names, where, f"duplicate name {e['name']}")
             names.add(e["name"])
+    _need(isinstance(data["taskloss_inputs"], list), where, "taskloss_inputs must be a list")
+    datasets = {e["name"] for e in data["datasets"]}
+    for i, b in enumerate(data["taskloss_inputs"]):
+        bw = f"{where}: taskloss_inputs[{i}]"
+        _need(isinstance(b, dict) and set(b) == _INPUT_KEYS, bw,
+              f"fields must be exactly {sorted(_INPUT_KEYS)}")
+        _need(safe_relative_path(b["file"]) and "/" not in b["file"], bw, "file must be a name")
+        _need(b["dataset"] in datasets, bw, f"data set {b['dataset']!r} is not in the lock")
+        if b["sha256"] is None:
+            _need(isinstance(b["unresolved_reason"], str) and bool(b["unresolved_reason"]), bw,
+                  "sha256 is null, so unresolved_reason must say why")
+            _need(b["size"] is None and b["lm_eval"] is None, bw,
+                  "size and lm_eval are null until it is built")
+        else:
+            _need(isinstance(b["sha256"], str) and bool(_HEX64.match(b["sha256"])), bw,
+                  "sha256 must be 64 lowercase hex digits")
+            _need(_is_int(b["size"]) and b["size"] > 0, bw, "size must be a positive integer")
+            _need(isinstance(b["lm_eval"], str) and b["unresolved_reason"] is None, bw,
+                  "a built input names its lm_eval version and has unresolved_reason null")
 
 
 def _entry_from_dict(e: dict[str, Any], kind: str) -> Entry:
@@ -408,6 +509,7 @@ def from_dict(data: Any, where: str = "checkpoints.lock", path: Path | None = No
     validate(data, where)
     return Lock(models=tuple(_entry_from_dict(e, "model") for e in data["models"]),
                 datasets=tuple(_entry_from_dict(e, "dataset") for e in data["datasets"]),
+                taskloss_inputs=tuple(BuiltInput(**b) for b in data["taskloss_inputs"]),
                 code_models_note=data["code_models_note"], hub=data["hub"], path=path)
 
 

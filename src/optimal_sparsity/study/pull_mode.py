@@ -3,8 +3,9 @@ evaluated with the paper's settings, then drawn and checked like the retrained g
 
 What cannot run here is skipped with its reason, never faked: an unpinned lock (unless
 ``--allow-unpinned``), an unreachable hub, the paper's accuracy tasks without their data
-or a GPU. The authors released no training logs, so the claims that need pre-training
-loss stay inconclusive in this mode.
+or a GPU. What the release cannot decide (no training losses, no intermediate checkpoints)
+and the tiers pull mode does not run are declared per claim in ``study.pull_claims``; each
+such claim of a figure is logged as not testable, with the reason.
 """
 
 from __future__ import annotations
@@ -30,11 +31,57 @@ def select_models(lock, spec: FigureSpec) -> list:
     return models
 
 
+def prepare_paper_inputs(lock, opts, log: Callable[[str], None] = print
+                         ) -> tuple[tuple[str, ...], Path]:
+    """Build the lm-eval task-loss inputs this artifact does not carry from their data sets
+    (pulled through the lock), once; returns those the evaluation may use and where."""
+    from optimal_sparsity.eval.taskloss_build import (
+        BUILDS,
+        build_file,
+        default_out_dir,
+        usable_inputs,
+    )
+    from optimal_sparsity.eval.taskloss_data import carried_hashes
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    out_dir = default_out_dir(opts.hub_cache)
+    for b in BUILDS.values():
+        if b.file in carried_hashes() or (out_dir / b.file).is_file():
+            continue
+        try:
+            entry = lock.find(b.dataset)
+            pull(entry, opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+            build_file(b, pulled_dir(b.dataset, lock, opts.hub_cache,
+                                     allow_unpinned=opts.allow_unpinned), out_dir, log=log)
+        except (UserError, OSError) as err:
+            log(f"{b.file}: not built: {err}")
+    return usable_inputs(lock, out_dir, allow_unhashed=opts.allow_unpinned, log=log), out_dir
+
+
+def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[str, ...]:
+    """``TASK=DIR`` of the EvalPlus data sets (HumanEval+, MBPP+) pulled through the lock."""
+    from optimal_sparsity.eval.code_tasks import PLUS_TASKS
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    out = []
+    for spec in PLUS_TASKS.values():
+        try:
+            pull(lock.find(spec.dataset), opts.hub_cache, allow_unpinned=opts.allow_unpinned,
+                 log=log)
+            data = pulled_dir(spec.dataset, lock, opts.hub_cache,
+                              allow_unpinned=opts.allow_unpinned)
+            out.append(f"{spec.task}={data}")
+        except (UserError, OSError) as err:
+            log(f"{spec.task}: skipped (its data set): {err}")
+    return tuple(out)
+
+
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
-    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.eval.evaluate import PULL_TIERS, EvalSettings, evaluate_checkpoint
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
+    from optimal_sparsity.study.pull_claims import pull_status
 
     lock = load_lock(opts.lock)
     models = select_models(lock, spec)
@@ -49,8 +96,11 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                        "models (no machine of this project reaches the hub): run `./reproduce "
                        "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
     table = out_dir / "table"
-    settings = EvalSettings(tiers=("paper_task_loss", "paper_accuracy"),
-                            limit=opts.limit or None, batch_size=8)
+    inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
+    settings = EvalSettings(tiers=PULL_TIERS,
+                            limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
+                            paper_inputs_dir=str(inputs_dir),
+                            paper_code_data=prepare_code_data(lock, opts, log))
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
@@ -62,10 +112,10 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
             return skipped(spec, "pull", opts.scale, f"could not pull {m.name}: {err}", out_dir)
         rows = evaluate_checkpoint(directory, None, table, settings, log=log)
         runs |= {r.run for r in rows}
-    for tier in ("sc", "grpo", "grpo2"):
-        if tier in spec.tiers:
-            log(f"{spec.id}: the paper's {tier} settings need a GPU with vLLM (1,319 problems x "
-                "128 samples of 1,024 tokens); not run in pull mode on this machine")
+    for cid in spec.claims:
+        status = pull_status(cid)
+        if not status.testable:
+            log(f"{cid}: {status.text}")
     rows = [r for r in read_rows(table) if r.run in runs]
     return render(spec, rows, out_dir, mode="pull", scale=opts.scale, tasks=PAPER_TASKS,
                   label=f"released checkpoints (pull mode, {len(models)} models from "

@@ -1,0 +1,72 @@
+"""The authors' harness, lm-evaluation-harness 0.4.7, in an environment of its own.
+
+The project pins lm-eval 0.4.13. The authors evaluated with commit 1044db9, which equals the
+0.4.7 release for the gsm8k, triviaqa, hellaswag and gsm_plus tasks, ``lm_eval/api`` and
+``lm_eval/filters``. 0.4.7 does not import with the project's transformers 5.x, so it lives
+in a venv built on first use from ``docker/requirements-harness.txt`` (exact pins, installed
+with ``--no-deps``) over the project's environment: the venv's own packages come first, the
+project's (torch and the rest) after them, through a ``.pth`` file. The venv's directory
+name carries a hash of the requirements, so a changed pin builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+from optimal_sparsity.atomic import atomic_dir
+from optimal_sparsity.errors import UserError
+
+HARNESS_VERSION = "0.4.7"
+REQUIREMENTS = Path(__file__).resolve().parents[3] / "docker" / "requirements-harness.txt"
+ENV_DIR = "OPTIMAL_SPARSITY_HARNESS_ENV"  # where the venvs go (default: the user cache)
+READY = ".ready"
+
+
+def envs_root() -> Path:
+    env = os.environ.get(ENV_DIR)
+    return Path(env) if env else Path.home() / ".cache" / "optimal-sparsity" / "envs"
+
+
+def env_path(requirements: Path = REQUIREMENTS, root: Path | None = None) -> Path:
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    return (root or envs_root()) / f"lm-eval-{HARNESS_VERSION}-{digest}"
+
+
+def harness_python(requirements: Path = REQUIREMENTS, root: Path | None = None,
+                   log=print) -> Path:
+    """The Python of the harness environment, built first if it does not exist."""
+    path = env_path(requirements, root)
+    python = path / "bin" / "python"
+    if (path / READY).is_file() and python.is_file():
+        return python
+    log(f"harness: building {path} (lm-eval {HARNESS_VERSION}, first use)")
+    with atomic_dir(path) as tmp:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True)
+        purelib = next((tmp / "lib").glob("python*/site-packages"))
+        # the project's environment, after the venv's own packages
+        (purelib / "zz_project_env.pth").write_text(
+            "\n".join(site.getsitepackages()) + "\n")
+        res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                              "--disable-pip-version-check", "--target", str(purelib),
+                              "-r", str(requirements)], capture_output=True, text=True)
+        if res.returncode != 0:
+            tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
+            raise UserError(f"harness: installing {requirements.name} failed: {tail[0]}")
+        (tmp / READY).write_text(f"lm-eval {HARNESS_VERSION}\n")
+    # the venv's bin/python links to this interpreter; its prefix is the final path now
+    return python
+
+
+def run_in_harness(args: list[str], *, requirements: Path = REQUIREMENTS,
+                   root: Path | None = None, log=print) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the harness environment, with this package importable."""
+    python = harness_python(requirements, root, log=log)
+    src = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([str(python), *args], env=env, capture_output=True, text=True)
