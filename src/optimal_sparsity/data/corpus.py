@@ -141,9 +141,22 @@ class Mixture:
         rng = random.Random(f"mixture-calibration/{cfg.seed}")
         mean_chars = {s: np.mean([len(self._draw(s, rng)[0]) for _ in range(300)])
                       for s in SOURCES}
-        raw = {s: cfg.weights[s] / mean_chars[s] for s in SOURCES}
+        self._set_doc_probs(mean_chars)
+
+    def _set_doc_probs(self, mean_len: dict[str, float]) -> None:
+        raw = {s: self.cfg.weights[s] / mean_len[s] for s in SOURCES}
         total = sum(raw.values())
         self.doc_probs = [raw[s] / total for s in SOURCES]
+
+    def calibrate_tokens(self, tok) -> None:
+        """Document probabilities so that *tokens* follow the weights. Values-style
+        knowledge packs several characters into each dedicated token, so characters are
+        no proxy for its tokens; the other styles keep the character calibration."""
+        rng = random.Random(f"mixture-token-calibration/{self.cfg.seed}")
+        docs = {s: [self._draw(s, rng)[0] for _ in range(300)] for s in SOURCES}
+        self._set_doc_probs({s: 1.0 + np.mean([len(e.ids) for e in
+                                                tok.backend_tokenizer.encode_batch(d)])
+                             for s, d in docs.items()})
 
     def _draw(self, source: str, rng: random.Random) -> tuple[str, int | None]:
         if source == "knowledge":
@@ -260,6 +273,8 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False)
         tok = load_tokenizer(tmp / "tokenizer")
         eos_id = tok.convert_tokens_to_ids(EOS)
         dtype = token_dtype(len(tok))
+        if cfg.knowledge.style == "values":
+            mixture.calibrate_tokens(tok)
         counters: dict = {}
         splits = {
             "train": [_write_split(mixture, tok, eos_id, "train", cfg.train_tokens,
