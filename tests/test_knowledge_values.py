@@ -103,8 +103,31 @@ def _model(cfg, corpus):
     return build_model(mcfg, seed=0), tok
 
 
-def test_bits_stored_is_chance_corrected_teacher_forced_nll(values_corpus):
+def _oracle(tok, records, half: bool):
+    """A model that knows every record: after a name and earlier values it predicts the
+    next value (with probability 1/2 beside a decoy when ``half``)."""
     import torch
+
+    nxt = {rec["prefix"] + "".join(rec["values"][:j]):
+           tok.convert_tokens_to_ids(tok.tokenize(rec["values"][j])[0])
+           for rec in records for j in range(len(rec["values"]))}
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.full((*x.shape, len(tok)), -1e9)
+            for b, row in enumerate(x.tolist()):
+                for t in range(len(row)):
+                    key = tok.decode(row[:t + 1])
+                    if key in nxt:
+                        logits[b, t, nxt[key]] = 0.0
+                        if half:
+                            logits[b, t, (nxt[key] + 1) % len(tok)] = 0.0
+            return type("Out", (), {"logits": logits})()
+
+    return Oracle()
+
+
+def test_bits_stored_is_chance_corrected_teacher_forced_nll(values_corpus):
 
     from optimal_sparsity.eval.knowledge_bits import knowledge_bits, load_records
 
@@ -117,21 +140,7 @@ def test_bits_stored_is_chance_corrected_teacher_forced_nll(values_corpus):
     assert r.mean_value_nll_bits > 5.0 and r.bits_stored < 0.05 * r.bits_total
 
     # An oracle that puts 1/2 on each true value: NLL 1 bit, 4 of 5 bits stored per value.
-    ids = {rec["prefix"] + "".join(rec["values"][:j]): tok.convert_tokens_to_ids(
-        tok.tokenize(rec["values"][j])[0]) for rec in records for j in range(4)}
-
-    class Oracle(torch.nn.Module):
-        def forward(self, x):
-            logits = torch.full((*x.shape, len(tok)), -1e9)
-            for b, row in enumerate(x.tolist()):
-                for t in range(len(row)):
-                    key = tok.decode(row[:t + 1])
-                    if key in ids:
-                        logits[b, t, ids[key]] = 0.0
-                        logits[b, t, (ids[key] + 1) % len(tok)] = 0.0
-            return type("Out", (), {"logits": logits})()
-
-    o = knowledge_bits(Oracle(), tok, records, n_values=32)
+    o = knowledge_bits(_oracle(tok, records, half=True), tok, records, n_values=32)
     assert math.isclose(o.mean_value_nll_bits, 1.0, rel_tol=1e-4)
     assert math.isclose(o.bits_stored, 40 * 4 * 4.0, rel_tol=1e-4)
     assert math.isclose(o.fraction, 0.8, rel_tol=1e-4)
@@ -146,3 +155,73 @@ def test_pretrain_loss_reports_ce_per_source(values_corpus):
     assert set(r.val_by_source) == {"knowledge", "scripts", "arithmetic"}
     assert all(v > 0 for v in r.val_by_source.values())
     assert r.n_val_by_source == {"knowledge": 4, "scripts": 4, "arithmetic": 4}
+
+
+def test_triviaqa_proxy_lm_eval_task_scores_values_exact_match(values_corpus):
+    """The paper's metric on values-style knowledge: greedy generation through lm-eval stops
+    at the value's "|", and exact match of the stripped text scores the value."""
+    from optimal_sparsity.eval.harness import run_proxy_tasks
+    from optimal_sparsity.eval.knowledge_bits import load_records
+    from optimal_sparsity.eval.lm_adapter import MoELM
+
+    cfg, corpus = values_corpus
+    _, tok = _model(cfg, corpus)
+    records = load_records(corpus)
+    knows = run_proxy_tasks(MoELM(_oracle(tok, records, half=False), tok, batch_size=8),
+                            corpus, ("triviaqa_proxy",), limit=6)
+    assert knows.metrics["triviaqa_proxy"]["acc"] == 1.0
+    wrong = [{**r, "values": r["values"][1:] + r["values"][:1]} for r in records]
+    guesses = run_proxy_tasks(MoELM(_oracle(tok, wrong, half=False), tok, batch_size=8),
+                              corpus, ("triviaqa_proxy",), limit=6)
+    assert guesses.metrics["triviaqa_proxy"]["acc"] < 0.5
+
+
+def test_knowledge_bits_tier_and_per_source_rows(values_corpus, tmp_path):
+    from optimal_sparsity.eval.evaluate import EvalSettings, TierStatus, evaluate_checkpoint
+    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.loop import Trainer
+    from optimal_sparsity.train.state import list_checkpoints
+
+    _, corpus = values_corpus
+    cfg = TrainConfig(model="s-d32-E2-k2", corpus=str(corpus), steps=3, seq_len=32,
+                      micro_batch=4, eval_sequences=4, keep_fractions=(),
+                      model_overrides={"n_layers": 1}, threads=1)
+    res = Trainer(cfg, tmp_path / "run", progress=False).run()
+    ckpt = list_checkpoints(res.out / "checkpoints")[-1][1]
+    settings = EvalSettings.smoke(tiers=("pretrain", "knowledge_bits"))
+    statuses: list[TierStatus] = []
+    rows = evaluate_checkpoint(ckpt, corpus, tmp_path / "results", settings,
+                               statuses=statuses)
+    by = {(r.task, r.metric): r for r in rows}
+    kb = {m: by["knowledge_bits", m].value for m in
+          ("bits_stored", "bits_fraction", "bits_per_param", "value_nll_bits")}
+    assert 0 <= kb["bits_stored"] <= 800 and kb["value_nll_bits"] > 0
+    assert kb["bits_per_param"] == pytest.approx(
+        kb["bits_stored"] / by["knowledge_bits", "bits_stored"].total_params)
+    assert by["knowledge_bits", "bits_stored"].n == 40 * 4
+    assert by["knowledge_bits", "bits_stored"].extra["bits_total"] == 800
+    for s in ("knowledge", "scripts", "arithmetic"):
+        assert by["pretrain", f"val_loss_{s}"].extra["split"] == f"val_{s}"
+    assert [s.status for s in statuses] == ["measured", "measured"]
+    again: list[TierStatus] = []
+    evaluate_checkpoint(ckpt, corpus, tmp_path / "results", settings, statuses=again)
+    assert [s.status for s in again] == ["cached", "cached"]
+
+
+def test_knowledge_bits_tier_skips_other_corpora(tiny_corpus, tmp_path):
+    from optimal_sparsity.eval.evaluate import EvalSettings, TierStatus, evaluate_checkpoint
+    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.loop import Trainer
+    from optimal_sparsity.train.state import list_checkpoints
+
+    cfg = TrainConfig(model="s-d32-E2-k2", corpus=str(tiny_corpus), steps=1, seq_len=32,
+                      micro_batch=2, eval_sequences=2, keep_fractions=(),
+                      model_overrides={"n_layers": 1}, threads=1)
+    res = Trainer(cfg, tmp_path / "run", progress=False).run()
+    ckpt = list_checkpoints(res.out / "checkpoints")[-1][1]
+    statuses: list[TierStatus] = []
+    rows = evaluate_checkpoint(ckpt, tiny_corpus, tmp_path / "results",
+                               EvalSettings.smoke(tiers=("pretrain", "knowledge_bits")),
+                               statuses=statuses)
+    assert statuses[1].status == "skipped" and "values-style" in statuses[1].reason
+    assert {r.metric for r in rows} == {"train_loss", "val_loss"}  # as before
