@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimal_sparsity.commands.eval",
     "optimal_sparsity.commands.posttrain",
     "optimal_sparsity.commands.bench",
+    "optimal_sparsity.commands.probe",
 )
 
 

@@ -5,7 +5,9 @@
     corpus.json                config, statistics, shards (sha256, token counts)
     tokenizer/                 byte-level BPE trained on the corpus (HF format)
     train.bin, val.bin         token shards (documents joined by EOS)
+    val_<source>.bin           per-source validation shards (only with ``val_by_source``)
     eval/<task>.jsonl          held-out evaluation items of the four proxy tasks
+    eval/knowledge_records.jsonl  every person's name and values (values-style knowledge)
     train_tasks/<task>.jsonl   training-split problems (GRPO prompts, few-shot examples)
     MANIFEST.json              sha256 of every file
 
@@ -33,7 +35,7 @@ from optimal_sparsity.data.arithmetic import (
     item,
     trivial_baselines,
 )
-from optimal_sparsity.data.knowledge import ATTRIBUTES, KnowledgeBase, KnowledgeConfig
+from optimal_sparsity.data.knowledge import KnowledgeBase, KnowledgeConfig
 from optimal_sparsity.data.scripts import Scripts, ScriptsConfig
 from optimal_sparsity.data.shards import CORPUS_FILE, ShardWriter, token_dtype
 from optimal_sparsity.data.tokenizer import EOS, load_tokenizer, train_bpe
@@ -66,6 +68,9 @@ class CorpusConfig:
     n_eval_arithmetic: int = 500
     n_train_tasks: int = 2000
     tokenizer_sample_docs: int = 20_000
+    # Also write one validation shard per source (val_<source>.bin): the pretrain tier then
+    # reports CE per source beside the total. Off: the corpus is byte-identical to before.
+    val_by_source: bool = False
 
     def __post_init__(self) -> None:
         if self.train_tokens < 1 or self.val_tokens < 1:
@@ -83,7 +88,14 @@ class CorpusConfig:
                 "arithmetic": self.w_arithmetic / total}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields; options added after a corpus format was pinned are left out at their
+        defaults, so every existing corpus keeps its config record and fingerprint."""
+        d = dataclasses.asdict(self)
+        d["knowledge"] = self.knowledge.to_dict()
+        for name in OPTIONAL_FIELDS:
+            if d[name] == getattr(CorpusConfig, name):
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CorpusConfig:
@@ -106,6 +118,15 @@ class CorpusConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+OPTIONAL_FIELDS = ("val_by_source",)
+RECORDS_FILE = "eval/knowledge_records.jsonl"
+
+
+def val_split(source: str) -> str:
+    """The name of ``source``'s own validation split."""
+    return f"val_{source}"
+
+
 class Mixture:
     """Draws training documents from the three sources in the configured token shares."""
 
@@ -121,9 +142,22 @@ class Mixture:
         rng = random.Random(f"mixture-calibration/{cfg.seed}")
         mean_chars = {s: np.mean([len(self._draw(s, rng)[0]) for _ in range(300)])
                       for s in SOURCES}
-        raw = {s: cfg.weights[s] / mean_chars[s] for s in SOURCES}
+        self._set_doc_probs(mean_chars)
+
+    def _set_doc_probs(self, mean_len: dict[str, float]) -> None:
+        raw = {s: self.cfg.weights[s] / mean_len[s] for s in SOURCES}
         total = sum(raw.values())
         self.doc_probs = [raw[s] / total for s in SOURCES]
+
+    def calibrate_tokens(self, tok) -> None:
+        """Document probabilities so that *tokens* follow the weights. Values-style
+        knowledge packs several characters into each dedicated token, so characters are
+        no proxy for its tokens; the other styles keep the character calibration."""
+        rng = random.Random(f"mixture-token-calibration/{self.cfg.seed}")
+        docs = {s: [self._draw(s, rng)[0] for _ in range(300)] for s in SOURCES}
+        self._set_doc_probs({s: 1.0 + np.mean([len(e.ids) for e in
+                                                tok.backend_tokenizer.encode_batch(d)])
+                             for s, d in docs.items()})
 
     def _draw(self, source: str, rng: random.Random) -> tuple[str, int | None]:
         if source == "knowledge":
@@ -132,11 +166,12 @@ class Mixture:
             return self.scripts.document(rng)
         return self.arith.document(rng), None
 
-    def documents(self, stream: str):
-        """Endless (source, text, entity) documents for ``stream`` ('train', 'val', ...)."""
+    def documents(self, stream: str, only: str | None = None):
+        """Endless (source, text, entity) documents for ``stream`` ('train', 'val', ...);
+        ``only``: documents of that source alone."""
         rng = random.Random(f"mixture/{stream}/{self.cfg.seed}")
         while True:
-            source = rng.choices(SOURCES, weights=self.doc_probs)[0]
+            source = only or rng.choices(SOURCES, weights=self.doc_probs)[0]
             text, entity = self._draw(source, rng)
             yield source, text, entity
 
@@ -185,9 +220,9 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _write_split(mixture: Mixture, tok, eos_id: int, stream: str, budget: int, path: Path,
-                 dtype: np.dtype, counters: dict) -> dict:
+                 dtype: np.dtype, counters: dict, only: str | None = None) -> dict:
     writer = ShardWriter(path, dtype)
-    docs = mixture.documents(stream)
+    docs = mixture.documents(stream, only)
     source_tokens: Counter = Counter()
     entity_docs: Counter = Counter()
     script_docs: Counter = Counter()
@@ -220,9 +255,9 @@ def unigram_entropy(path: Path, dtype: np.dtype) -> float:
 def _exposure_stats(mixture: Mixture, counts: Counter) -> dict[str, float]:
     """Expected training exposures per knowledge fact (biography or Q/A mention)."""
     kcfg = mixture.cfg.knowledge
-    per_doc = 1.0 if kcfg.style == "records" else (
-        (1 - kcfg.qa_fraction)
-        + kcfg.qa_fraction * min(kcfg.facts_per_qa_doc, len(ATTRIBUTES)) / len(ATTRIBUTES))
+    n_attr = len(mixture.kb.attributes)
+    per_doc = 1.0 if kcfg.style != "prose" else (
+        (1 - kcfg.qa_fraction) + kcfg.qa_fraction * min(kcfg.facts_per_qa_doc, n_attr) / n_attr)
     exp = np.array([counts.get(i, 0) for i in range(len(mixture.kb.people))]) * per_doc
     return {"mean": float(exp.mean()), "min": float(exp.min()), "max": float(exp.max()),
             "people_never_seen": int((exp == 0).sum())}
@@ -238,10 +273,12 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
     with atomic_dir(out_dir, CORPUS_KIND, replace=replace) as tmp:
         sample = mixture.documents("tokenizer")
         train_bpe((next(sample)[1] for _ in range(cfg.tokenizer_sample_docs)),
-                  cfg.vocab_size, tmp / "tokenizer")
+                  cfg.vocab_size, tmp / "tokenizer", added=mixture.kb.dedicated_tokens())
         tok = load_tokenizer(tmp / "tokenizer")
         eos_id = tok.convert_tokens_to_ids(EOS)
         dtype = token_dtype(len(tok))
+        if cfg.knowledge.style == "values":
+            mixture.calibrate_tokens(tok)
         counters: dict = {}
         splits = {
             "train": [_write_split(mixture, tok, eos_id, "train", cfg.train_tokens,
@@ -249,9 +286,17 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
             "val": [_write_split(mixture, tok, eos_id, "val", cfg.val_tokens,
                                  tmp / "val.bin", dtype, counters)],
         }
+        if cfg.val_by_source:
+            for s in SOURCES:
+                if cfg.weights[s] > 0:
+                    splits[val_split(s)] = [_write_split(
+                        mixture, tok, eos_id, f"val/{s}", cfg.val_tokens,
+                        tmp / f"{val_split(s)}.bin", dtype, counters, only=s)]
         evals = mixture.eval_sets()
         for task, rows in evals.items():
             _write_jsonl(tmp / "eval" / f"{task}.jsonl", rows)
+        if cfg.knowledge.style == "values":
+            _write_jsonl(tmp / RECORDS_FILE, mixture.kb.value_records())
         _write_jsonl(tmp / "train_tasks" / "gsm8k_proxy_train.jsonl", mixture.train_tasks())
         _write_jsonl(tmp / "train_tasks" / "gsmplus_proxy_train.jsonl",
                      mixture.train_tasks_plus())
@@ -262,7 +307,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
             "source_token_share": {s: src.get(s, 0) / cfg.train_tokens for s in SOURCES},
             "unigram_entropy_nats": unigram_entropy(tmp / "train.bin", dtype),
             "knowledge_bits": mixture.kb.bits,
-            "knowledge_facts": len(mixture.kb.people) * len(ATTRIBUTES),
+            "knowledge_facts": len(mixture.kb.people) * len(mixture.kb.attributes),
             "fact_exposures": _exposure_stats(mixture, train_counts["entity_docs"]),
             "script_exposures_mean": float(np.mean(
                 [train_counts["script_docs"].get(a, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 EOS = "<|endoftext|>"
@@ -18,10 +18,13 @@ FIVE_ONLY_CLASSES = ("TokenizersBackend",)
 MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Path:
+def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
+              added: Sequence[str] = ()) -> Path:
     """Train a byte-level BPE of ``vocab_size`` tokens and save it with
-    ``PreTrainedTokenizerFast.save_pretrained`` (tokenizer.json + config)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    ``PreTrainedTokenizerFast.save_pretrained`` (tokenizer.json + config). ``added``: strings
+    that become single (non-special) added tokens on top of the BPE vocabulary, matched
+    verbatim in any text, so plain transformers and lm-eval load and use them."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -31,6 +34,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Pat
         vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
+    if added:
+        tok.add_tokens([AddedToken(t, normalized=False) for t in added])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS,
                                    pad_token=PAD, model_max_length=1_000_000)
     out_dir = Path(out_dir)

@@ -3,12 +3,17 @@
 Tiers (``TIERS``):
 
 - ``pretrain``: train and validation CE (nats/token) recomputed on the corpus
-  (``pretrain_loss``); task ``pretrain``, metrics ``train_loss``, ``val_loss``.
+  (``pretrain_loss``); task ``pretrain``, metrics ``train_loss``, ``val_loss`` and, on a
+  corpus with per-source validation shards, ``val_loss_<source>``.
 - ``task_loss``: the paper's task loss on the proxy tasks (``task_loss``); metrics
   ``task_loss`` (bits/token) and ``task_loss_bpb`` (bits/byte).
 - ``accuracy``: lm-evaluation-harness on the proxy tasks (``harness``, project task
   definitions); ``acc``, ``acc_norm`` (HellaSwag proxy), ``acc_flexible`` and ``step_acc``
   (GSM proxies).
+- ``knowledge_bits``: bits stored of a values-style knowledge base (``knowledge_bits``):
+  task ``knowledge_bits``, metrics ``bits_stored``, ``bits_fraction`` (of the base),
+  ``bits_per_param`` (over total parameters) and ``value_nll_bits`` (mean teacher-forced
+  NLL of a value); skipped with the reason on other corpora.
 - ``paper_task_loss``: task loss on the authors' own inputs (GSM8K 4-shot, HumanEval+,
   MBPP+; tasks ``gsm8k``, ``humaneval``, ``mbpp``). Meaningful for released checkpoints; on
   a scaled-down model it only exercises the code path (rows say so in ``extra.note``).
@@ -49,11 +54,11 @@ from optimal_sparsity.results.table import (
     write_part,
 )
 
-TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "paper_task_loss",
-                          "paper_accuracy")
+TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits",
+                          "paper_task_loss", "paper_accuracy")
 DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
 PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
-CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy", "fewshot"})
+CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits"})
 SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
                     "not a result")
 
@@ -113,6 +118,7 @@ class EvalSettings:
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
+                "knowledge_bits": (),  # every person and value, always
                 "paper_task_loss": ("limit", "paper_inputs"),
                 "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks")}[tier]
         return settings_key({k: getattr(self, k) for k in keys})
@@ -209,10 +215,44 @@ def _tier_pretrain(job: _Job) -> list[Row]:
     r = pretrain_loss(model, corpus, seq_len, n_train=s.train_sequences,
                       n_val=s.val_sequences, batch_size=s.batch_size, device=s.device)
     extra = {"seq_len": r.seq_len, "unit": "nats/token"}
-    return (job.rows("pretrain", {"train_loss": r.train_loss}, r.n_train, "pretrain",
+    rows = (job.rows("pretrain", {"train_loss": r.train_loss}, r.n_train, "pretrain",
                      extra={**extra, "split": "train"})
             + job.rows("pretrain", {"val_loss": r.val_loss}, r.n_val, "pretrain",
                        extra={**extra, "split": "val"}))
+    from optimal_sparsity.data.corpus import val_split
+
+    for source, ce in r.val_by_source.items():
+        rows += job.rows("pretrain", {f"val_loss_{source}": ce}, r.n_val_by_source[source],
+                         "pretrain", extra={**extra, "split": val_split(source)})
+    return rows
+
+
+def _tier_knowledge_bits(job: _Job) -> list[Row]:
+    from optimal_sparsity.accounting import count_params
+    from optimal_sparsity.data.shards import read_corpus_meta
+    from optimal_sparsity.eval.knowledge_bits import (
+        CAPACITY_ANCHOR_BITS_PER_PARAM,
+        knowledge_bits,
+        load_records,
+    )
+
+    corpus = job.need_corpus("knowledge_bits")
+    kcfg = (read_corpus_meta(corpus).get("config") or {}).get("knowledge") or {}
+    if kcfg.get("style") != "values":
+        raise TierSkipped("the corpus' knowledge is not values-style: no per-value NLL")
+    model, tok, cfg = job.load()
+    from optimal_sparsity.data.knowledge import KnowledgeConfig
+
+    n_values = int(kcfg.get("n_values", KnowledgeConfig.n_values))
+    r = knowledge_bits(model, tok, load_records(corpus), n_values,
+                       batch_size=job.settings.batch_size, device=job.settings.device)
+    total = count_params(cfg).total
+    metrics = {"bits_stored": r.bits_stored, "bits_fraction": r.fraction,
+               "bits_per_param": r.bits_stored / total, "value_nll_bits": r.mean_value_nll_bits}
+    return job.rows("knowledge_bits", metrics, r.n_people * r.n_values, "knowledge_bits",
+                    extra={"bits_total": r.bits_total, "n_people": r.n_people,
+                           "values_per_person": r.n_values, "n_values": n_values,
+                           "anchor_bits_per_param": list(CAPACITY_ANCHOR_BITS_PER_PARAM)})
 
 
 def _task_loss_rows(job: _Job, tier: str, task: str, pairs: list[tuple[str, str]],
@@ -373,7 +413,7 @@ def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
 
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
     "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
-    "fewshot": _tier_fewshot,
+    "fewshot": _tier_fewshot, "knowledge_bits": _tier_knowledge_bits,
     "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
 }
 

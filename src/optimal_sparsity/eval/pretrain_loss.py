@@ -8,18 +8,21 @@ Windows are ``seq_len + 1`` tokens (inputs and next-token labels), as in trainin
 - training: ``n_train`` windows spread evenly over ``train.bin`` (window indices
   ``round(linspace(0, n_windows - 1, n_train))``), the same for every checkpoint of a run.
 
-Each loss is the mean over all tokens of the sample.
+Each loss is the mean over all tokens of the sample. A corpus built with
+``val_by_source`` also gets the validation CE of each source (knowledge, arithmetic,
+scripts) on its own shard, the first ``n_val`` windows of each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from optimal_sparsity.data.shards import fixed_batches, open_split
+from optimal_sparsity.data.corpus import SOURCES, val_split
+from optimal_sparsity.data.shards import fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -32,6 +35,8 @@ class PretrainLoss:
     n_train: int  # sequences
     n_val: int
     seq_len: int
+    val_by_source: dict[str, float] = field(default_factory=dict)  # source -> CE (nats)
+    n_val_by_source: dict[str, int] = field(default_factory=dict)  # source -> sequences
 
 
 def train_sample(tokens: np.ndarray, seq_len: int, n: int, batch_size: int) -> Batches:
@@ -75,7 +80,14 @@ def pretrain_loss(model, corpus: str | Path, seq_len: int, *, n_train: int = 128
         n_val = len(val_tokens) // (seq_len + 1)
     val = fixed_batches(val_tokens, seq_len, n_val, batch_size)
     train = train_sample(open_split(corpus, "train"), seq_len, n_train, batch_size)
+    by_source, n_by_source = {}, {}
+    splits = read_corpus_meta(corpus).get("splits", {})
+    for source in SOURCES:
+        if val_split(source) in splits:
+            b = fixed_batches(open_split(corpus, val_split(source)), seq_len, n_val, batch_size)
+            by_source[source] = mean_ce(model, b, device)
+            n_by_source[source] = sum(len(x) for x, _ in b)
     return PretrainLoss(train_loss=mean_ce(model, train, device),
                         val_loss=mean_ce(model, val, device),
                         n_train=sum(len(x) for x, _ in train), n_val=sum(len(x) for x, _ in val),
-                        seq_len=seq_len)
+                        seq_len=seq_len, val_by_source=by_source, n_val_by_source=n_by_source)

@@ -174,3 +174,71 @@ def get_design(scale: str) -> StudyDesign:
     if scale not in DESIGNS:
         raise UserError(f"unknown scale {scale!r}: one of {', '.join(SCALES)}")
     return DESIGNS[scale]
+
+
+# Routers that learn -----------------------------------------------------------------------
+
+def router_offenders(design: StudyDesign, **kw) -> list[tuple[GridPoint, float]]:
+    """The MoE points (E > 1) of ``design`` whose router gets no gradient from the LM loss
+    (``model.router_grad``), with their relative router gradient. E = 1 is the dense
+    reference: it has no routing to learn."""
+    from optimal_sparsity.model.router_grad import MIN_RELATIVE_ROUTER_GRAD, router_gradient_ratio
+
+    out = []
+    for p in design.points:
+        if p.E == 1:
+            continue
+        ratio = router_gradient_ratio(scaled_config(p.d, p.E, p.k, n_layers=p.n_layers), **kw)
+        if ratio <= MIN_RELATIVE_ROUTER_GRAD:
+            out.append((p, ratio))
+    return out
+
+
+# A candidate design in the paper's regime (not a registered scale until its probes ran) ---
+
+CANDIDATE_TOKENS = 12_500_000  # TPP > 30 at E = 2 for 8,192-16,384 people
+CANDIDATE_PEOPLE = 8_192  # to be set by the capacity probe (references/probes/PLAN.md)
+
+
+def candidate_design(n_people: int = CANDIDATE_PEOPLE,
+                     train_tokens: int = CANDIDATE_TOKENS) -> StudyDesign:
+    """k = 2 (E in 2..32) and k = 4 (E in 4..16) families at d = 64, one token budget,
+    values-style knowledge, 40% fresh arithmetic and per-source validation CE
+    (AUDIT section 5; references/probes/PLAN.md). Not in ``DESIGNS``: the probes decide."""
+    corpus = CorpusConfig(
+        train_tokens=train_tokens, val_tokens=40_000, vocab_size=512,
+        w_knowledge=0.4, w_scripts=0.2, w_arithmetic=0.4,
+        knowledge=KnowledgeConfig(n_people=n_people, style="values"),
+        scripts=ScriptsConfig(n_activities=100), arithmetic=ArithmeticConfig(),
+        n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300, val_by_source=True)
+    return StudyDesign(
+        scale="candidate", corpus=corpus,
+        points=tuple(_family(64, (2,), (2, 4, 8, 16, 32)) + _family(64, (4,), (4, 8, 16))),
+        seeds=(0,), train=dict(train_tokens=train_tokens, seq_len=128, micro_batch=16,
+                               lr=3e-3, eval_sequences=64, threads=0),
+        eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150),
+        posttrain_family=(64, 2))
+
+
+def corpus_vocab_size(corpus: CorpusConfig) -> int:
+    """The vocabulary a corpus' models get: BPE tokens plus knowledge's dedicated tokens
+    (the BPE reaches its size on the study's corpora)."""
+    from optimal_sparsity.data.knowledge import KnowledgeBase
+
+    return corpus.vocab_size + len(KnowledgeBase(corpus.knowledge, corpus.seed)
+                                   .dedicated_tokens())
+
+
+def design_tpp(design: StudyDesign) -> dict[GridPoint, dict[str, float]]:
+    """Per point: total and active parameters and TPP (train tokens per total parameter)."""
+    from optimal_sparsity.accounting import count_params
+
+    vocab = corpus_vocab_size(design.corpus)
+    tokens = design.train["train_tokens"]
+    out = {}
+    for p in design.points:
+        pc = count_params(scaled_config(p.d, p.E, p.k, n_layers=p.n_layers, vocab_size=vocab,
+                                        max_seq_len=design.train["seq_len"]))
+        out[p] = {"total_params": pc.total, "active_params": pc.active,
+                  "tpp": tokens / pc.total}
+    return out

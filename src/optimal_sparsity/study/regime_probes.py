@@ -1,0 +1,212 @@
+"""Probes that decide the study's design in the paper's regime (references/probes/PLAN.md).
+
+``./reproduce probe capacity|router|reasoning --out FILE.jsonl`` trains with the project's
+own trainer on a cached corpus and evaluates with its own evaluation code, one JSON line
+per run: config, parameters, tokens, TPP, tokens/s, bits stored (values-style knowledge),
+validation CE per source and the machine's load average at start and end. A run whose
+1-minute load average at start exceeds its thread count is refused (``--allow-busy``
+records it anyway, marked ``busy``): a contended run measures the machine, not the model.
+
+* capacity: knowledge-only corpora at a large and a small base; the dense end (E = k = 2)
+  against a sparse model of the same active parameters (E = 16, k = 2). Rule (a).
+* router: the k = 1 control (E = 16) against the k = 2 dense end at one base. Rule (b).
+* reasoning: 3 seeds of the dense end on the arithmetic of the candidate design. Rule (c).
+
+``--scale-down`` runs the same code at a size of seconds (for the test suite).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optimal_sparsity.atomic import write_text
+from optimal_sparsity.data.arithmetic import ArithmeticConfig
+from optimal_sparsity.data.corpus import CorpusConfig
+from optimal_sparsity.data.knowledge import KnowledgeConfig
+from optimal_sparsity.errors import UserError
+
+PROBES = ("capacity", "router", "reasoning")
+RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One training run of a probe: corpus, model, seed and token budget."""
+
+    probe: str
+    corpus: CorpusConfig
+    model: str
+    seed: int
+    train_tokens: int
+    n_layers: int = 4
+    seq_len: int = 128
+    micro_batch: int = 16
+    lr: float = 3e-3
+
+
+def knowledge_corpus(n_people: int, exposures: float, *, n_values: int = 256,
+                     n_attributes: int = 8, vocab_size: int = 512,
+                     val_tokens: int = 20_000, tokenizer_docs: int = 20_000) -> CorpusConfig:
+    """A knowledge-only, values-style corpus with ~``exposures`` records per person."""
+    tokens = int(n_people * exposures * (RECORD_TOKENS - 8 + n_attributes))
+    return CorpusConfig(train_tokens=tokens, val_tokens=val_tokens, vocab_size=vocab_size,
+                        w_knowledge=1.0, w_scripts=0.0, w_arithmetic=0.0,
+                        knowledge=KnowledgeConfig(n_people=n_people, style="values",
+                                                  n_values=n_values,
+                                                  n_value_attributes=n_attributes),
+                        n_eval_knowledge=400, n_eval_scripts=10, n_eval_arithmetic=10,
+                        n_train_tasks=10, tokenizer_sample_docs=tokenizer_docs,
+                        val_by_source=True)
+
+
+def reasoning_corpus(train_tokens: int, *, val_tokens: int = 20_000, vocab_size: int = 512,
+                     n_eval: int = 300, tokenizer_docs: int = 20_000) -> CorpusConfig:
+    """Arithmetic only: the candidate design's arithmetic tokens (40% of 12.5M)."""
+    return CorpusConfig(train_tokens=train_tokens, val_tokens=val_tokens,
+                        vocab_size=vocab_size, w_knowledge=0.0, w_scripts=0.0,
+                        w_arithmetic=1.0, arithmetic=ArithmeticConfig(),
+                        n_eval_knowledge=10, n_eval_scripts=10, n_eval_arithmetic=n_eval,
+                        n_train_tasks=10, tokenizer_sample_docs=tokenizer_docs,
+                        val_by_source=True)
+
+
+def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
+    """The runs of ``probe`` at its default size (<= 20 minutes on 2 quiet cores at the
+    ~20k tokens/s of d = 64, 4 layers) or, with ``scale_down``, at a size of seconds."""
+    if probe not in PROBES:
+        raise UserError(f"unknown probe {probe!r}: one of {', '.join(PROBES)}")
+    if scale_down:
+        small = dict(vocab_size=300, val_tokens=1_000, tokenizer_docs=300)
+        big = knowledge_corpus(48, 20, n_values=32, n_attributes=4, **small)
+        little = knowledge_corpus(12, 40, n_values=32, n_attributes=4, **small)
+        arith = reasoning_corpus(6_000, n_eval=8, **small)
+        d, kw = 32, dict(n_layers=1, seq_len=32, micro_batch=4)
+    else:
+        big = knowledge_corpus(8_192, 96)  # 9.4M tokens: ~8 min per model
+        little = knowledge_corpus(1_024, 160)  # 2.0M tokens: ~2 min per model
+        arith = reasoning_corpus(5_000_000)  # ~4 min per seed
+        d, kw = 64, {}
+    if probe == "capacity":
+        return [ProbeRun(probe, c, f"s-d{d}-E{e}-k2", 0, c.train_tokens, **kw)
+                for c in (big, little) for e in (2, 16)]
+    if probe == "router":
+        mid = big if scale_down else knowledge_corpus(4_096, 100)  # 4.9M tokens
+        return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
+                for m in (f"s-d{d}-E2-k2", f"s-d{d}-E16-k1")]
+    return [ProbeRun(probe, arith, f"s-d{d}-E2-k2", s, arith.train_tokens, **kw)
+            for s in (0, 1, 2)]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
+    from optimal_sparsity.data.arithmetic import parse_final
+    from optimal_sparsity.study.probes import greedy
+
+    lines = (corpus / "eval" / "gsm8k_proxy.jsonl").read_text().splitlines()[:limit]
+    items = [json.loads(x) for x in lines]
+    got = greedy(model, tok, [it["prompt"] for it in items], 40, ("\n", "<|", "Question"))
+    acc = sum(parse_final(g) == int(it["target"]) for g, it in zip(got, items, strict=True))
+    return {"gsm8k_proxy_acc": acc / len(items), "gsm8k_proxy_n": len(items)}
+
+
+def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[str, Any]:
+    """Train and evaluate ``run``; the row to record."""
+    import torch
+
+    from optimal_sparsity.checkpoint import load_checkpoint
+    from optimal_sparsity.data.cache import ensure_corpus
+    from optimal_sparsity.data.tokenizer import load_tokenizer
+    from optimal_sparsity.eval.pretrain_loss import pretrain_loss
+    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.loop import Trainer
+    from optimal_sparsity.train.state import list_checkpoints
+
+    load_start = load_average()
+    busy = load_start > threads
+    if busy and not allow_busy:
+        raise UserError(f"the 1-minute load average is {load_start:.2f}, above the probe's "
+                        f"{threads} threads: a contended run is not recorded (wait for a quiet "
+                        "machine, or pass --allow-busy to record it marked busy)")
+    corpus = ensure_corpus(run.corpus)
+    cfg = TrainConfig(model=run.model, corpus=str(corpus), seed=run.seed,
+                      train_tokens=run.train_tokens, seq_len=run.seq_len,
+                      micro_batch=run.micro_batch, lr=run.lr, keep_fractions=(),
+                      eval_sequences=16, threads=threads,
+                      model_overrides={"n_layers": run.n_layers})
+    t0 = time.time()
+    res = Trainer(cfg, work / f"{run.probe}-{run.model}-s{run.seed}-{cfg.fingerprint()}",
+                  progress=False).run()
+    ckpt = list_checkpoints(res.out / "checkpoints")[-1][1]
+    model, mcfg = load_checkpoint(ckpt)
+    tok = load_tokenizer(ckpt)
+    s = res.summary
+    row: dict[str, Any] = {
+        "probe": run.probe, "model": run.model, "n_layers": run.n_layers, "seed": run.seed,
+        "d": mcfg.d_model, "E": mcfg.n_experts, "k": mcfg.top_k,
+        "corpus_fingerprint": run.corpus.fingerprint(), "corpus": run.corpus.to_dict(),
+        "train": {"seq_len": run.seq_len, "micro_batch": run.micro_batch, "lr": run.lr},
+        "total_params": s["total_params"], "active_params": s["active_params"],
+        "tokens": s["tokens"], "tpp": s["tpp"], "tok_s": s["median_tokens_per_s"],
+        "train_ce": s["final_train_ce"]}
+    with torch.no_grad():
+        pl = pretrain_loss(model, corpus, run.seq_len, n_train=64, batch_size=16)
+    row.update({"val_loss": pl.val_loss, "val_loss_by_source": pl.val_by_source})
+    if run.corpus.knowledge.style == "values" and run.corpus.weights["knowledge"] > 0:
+        from optimal_sparsity.eval.knowledge_bits import knowledge_bits, load_records
+
+        kb = knowledge_bits(model, tok, load_records(corpus), run.corpus.knowledge.n_values)
+        row.update({"n_people": kb.n_people, "bits_total": kb.bits_total,
+                    "bits_stored": kb.bits_stored, "bits_fraction": kb.fraction,
+                    "bits_per_param": kb.bits_stored / s["total_params"],
+                    "value_nll_bits": kb.mean_value_nll_bits,
+                    "exposures_per_person": s["tokens"] / (kb.n_people * (3 + kb.n_values + 1))})
+    if run.corpus.weights["arithmetic"] > 0:
+        row.update(_gsm_accuracy(model, tok, corpus, run.corpus.n_eval_arithmetic))
+    load_end = load_average()
+    row.update({"wall_s": time.time() - t0, "threads": threads, "load_start": load_start,
+                "load_end": load_end, "busy": busy or load_end > threads})
+    return row
+
+
+def read_rows(out: Path) -> list[dict]:
+    """The rows already in ``out`` (a probe file this code wrote), else refuse."""
+    if not out.exists():
+        return []
+    rows = []
+    for n, line in enumerate(out.read_text().splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict) or rec.get("probe") not in PROBES:
+            raise UserError(f"{out}:{n} is not a probe row: refusing to write into a file "
+                            "this command did not write")
+        rows.append(rec)
+    return rows
+
+
+def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int = 0,
+              allow_busy: bool = False, work: Path | None = None, log=print) -> list[dict]:
+    """Run every run of ``probe``, appending each row to ``out`` (atomically) as it ends."""
+    threads = threads or (os.cpu_count() or 1)
+    rows = read_rows(out)
+    work = work or out.with_name(out.stem + "-runs")
+    new = []
+    for run in plan_runs(probe, scale_down):
+        row = run_one(run, work, threads, allow_busy)
+        new.append(row)
+        rows.append(row)
+        write_text(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        log(json.dumps({k: row[k] for k in ("probe", "model", "seed", "tokens", "tpp",
+                                            "tok_s", "load_start", "busy")
+                        if k in row}))
+    return new
+

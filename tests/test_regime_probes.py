@@ -1,0 +1,95 @@
+"""Router gradients, the candidate design and the design probes as commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from optimal_sparsity.grid import scaled_config
+from optimal_sparsity.model.router_grad import MIN_RELATIVE_ROUTER_GRAD, router_gradient_ratio
+
+
+def test_router_gets_lm_gradient_at_k2_and_none_at_k1():
+    k2 = router_gradient_ratio(scaled_config(32, 4, 2, n_layers=2))
+    k1 = router_gradient_ratio(scaled_config(32, 4, 1, n_layers=2))
+    assert k2 > 1e-2 > MIN_RELATIVE_ROUTER_GRAD
+    # Mixtral's renormalisation: p/p = 1 at k = 1; what is left is float32 round-off
+    assert k1 < 1e-7 < MIN_RELATIVE_ROUTER_GRAD
+
+
+def test_router_offenders_finds_the_k1_point_of_a_design():
+    from dataclasses import replace
+
+    from optimal_sparsity.study.design import DESIGNS, GridPoint, router_offenders
+
+    synthetic = replace(DESIGNS["tiny"], points=(
+        GridPoint(32, 1, 1, n_layers=1), GridPoint(32, 2, 2, n_layers=1),
+        GridPoint(32, 4, 2, n_layers=1), GridPoint(32, 4, 1, n_layers=1)))
+    bad = router_offenders(synthetic)
+    assert [p for p, _ in bad] == [GridPoint(32, 4, 1, n_layers=1)]  # E = 1 is no offender
+    assert bad[0][1] < MIN_RELATIVE_ROUTER_GRAD
+
+
+def test_candidate_design_spans_tpp_on_both_sides_of_20_and_is_not_a_scale():
+    from optimal_sparsity.study.design import DESIGNS, candidate_design, design_tpp
+
+    d = candidate_design()
+    assert "candidate" not in DESIGNS
+    assert all(p.k >= 2 and p.k <= p.E for p in d.points)
+    assert {(p.k, p.E) for p in d.points} == {(2, 2), (2, 4), (2, 8), (2, 16), (2, 32),
+                                             (4, 4), (4, 8), (4, 16)}
+    tpp = design_tpp(d)
+    k2 = [v["tpp"] for p, v in tpp.items() if p.k == 2]
+    assert min(k2) < 10 and max(k2) > 30
+    assert len({v["active_params"] for p, v in tpp.items() if p.k == 2}) == 1
+    assert d.corpus.knowledge.style == "values" and d.corpus.val_by_source
+    assert abs(d.corpus.weights["arithmetic"] - 0.4) < 1e-9
+
+
+@pytest.fixture
+def probe_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIMAL_SPARSITY_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("probe,n_rows", [("capacity", 4), ("router", 2), ("reasoning", 3)])
+def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
+    from optimal_sparsity.cli import main
+
+    out = probe_home / f"{probe}.jsonl"
+    assert main(["probe", probe, "--scale-down", "--threads", "1", "--allow-busy",
+                 "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == n_rows and all(r["probe"] == probe for r in rows)
+    for r in rows:
+        assert r["tokens"] > 0 and r["tpp"] == pytest.approx(r["tokens"] / r["total_params"])
+        assert r["tok_s"] > 0 and r["load_start"] >= 0 and r["load_end"] >= 0
+        assert r["val_loss_by_source"] and r["corpus_fingerprint"]
+        if probe == "reasoning":
+            assert 0 <= r["gsm8k_proxy_acc"] <= 1 and set(r["val_loss_by_source"]) == {
+                "arithmetic"}
+        else:
+            assert 0 <= r["bits_stored"] <= r["bits_total"]
+            assert r["bits_per_param"] == pytest.approx(r["bits_stored"] / r["total_params"])
+    if probe == "router":
+        assert [r["k"] for r in rows] == [2, 1]
+    if probe == "reasoning":
+        assert [r["seed"] for r in rows] == [0, 1, 2]
+
+
+def test_probe_refuses_a_busy_machine_and_foreign_files(probe_home, capsys, monkeypatch):
+    from optimal_sparsity.cli import main
+    from optimal_sparsity.study import regime_probes
+
+    monkeypatch.setattr(regime_probes, "load_average", lambda: 99.0)
+    out = probe_home / "cap.jsonl"
+    assert main(["probe", "capacity", "--scale-down", "--threads", "2", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the 1-minute load average is 99.00") and "\n" not in err
+    assert not out.exists()
+    foreign = probe_home / "notes.jsonl"
+    foreign.write_text("my own notes\n")
+    assert main(["probe", "router", "--scale-down", "--out", str(foreign)]) == 2
+    assert foreign.read_text() == "my own notes\n"
