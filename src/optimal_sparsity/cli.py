@@ -41,15 +41,20 @@ def positive_float(text: str) -> float:
     return v
 
 
+INT_MAX = 2**63 - 1  # no count, step or seed the project takes is larger
+
+
 def bounded_int(low: int, high: int | None = None):
-    """An argparse type: an integer in [low, high]."""
+    """An argparse type: an integer in [low, high] (``high`` at most ``INT_MAX``)."""
+    high = INT_MAX if high is None else min(high, INT_MAX)
+
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if v < low or (high is not None and v > high):
-            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        if v < low or v > high:
+            bound = f"in [{low}, {high}]" if high < INT_MAX else f">= {low} and < 2^63"
             raise argparse.ArgumentTypeError(f"must be {bound} (got {text})")
         return v
     return parse

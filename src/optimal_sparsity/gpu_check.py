@@ -41,7 +41,8 @@ from typing import Any
 
 REPORT_FORMAT = "optimal-sparsity-gpu-check/1"
 BUDGET_S = 8 * 60
-NEEDS_GPU = "gpu-check: needs a CUDA GPU (H100/H200 class); this machine has none, nothing was run"
+NEEDS_GPU = ("error: gpu-check needs a CUDA GPU (H100/H200 class); this machine has none, "
+             "nothing was run")
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -112,7 +112,9 @@ def test_every_subcommand_fails_in_one_line(name, sandbox):
     before, repo_before = snapshot(sandbox), repo_outputs()
     lock_before = (REPO / "checkpoints.lock").read_bytes()
 
-    @settings(max_examples=20, deadline=None, database=None,
+    # derandomize: the same examples on every run, so CI is reproducible (a random pass
+    # found the --repeats bound; re-run without it when adding arguments)
+    @settings(max_examples=20, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(argv=argv_for(name))
     def check(argv):

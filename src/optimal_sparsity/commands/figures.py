@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import bounded_int
+from optimal_sparsity.cli import bounded_int, positive_float
 from optimal_sparsity.figures.registry import FIGURES
 from optimal_sparsity.paths import REPO, mode_dir
 
@@ -213,10 +213,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the null and under each claim's effect")
     p.add_argument("--scale", choices=("smoke", "full"), default="full",
                    help="whose design and pinned noise --calibrate uses")
-    p.add_argument("--draws", type=int, default=100,
+    p.add_argument("--draws", type=bounded_int(1, 100_000), default=100,
                    help="synthetic studies per claim and world (--calibrate; 100: a rate's "
                         "standard error is about 0.02, about 4 min at full scale on 2 cores)")
-    p.add_argument("--size", type=float, default=3.0,
+    p.add_argument("--size", type=positive_float, default=3.0,
                    help="the claimed effect, in seed sds per sd of its covariate (--calibrate)")
     p.add_argument("--reevaluate-pins", action="store_true",
                    help="recompute the verdicts of references/scaled/*.json under the current "

@@ -118,7 +118,7 @@ def cmd_taskloss_build(args: argparse.Namespace) -> int:
     from optimal_sparsity.hub.pull import default_cache_dir, pulled_dir
 
     if not args.names and not args.all:
-        raise SystemExit("reproduce taskloss-build: name an input (" + ", ".join(
+        raise UserError("taskloss-build: name an input (" + ", ".join(
             b.removesuffix(".json") for b in BUILDS) + ") or pass --all")
     builds = list(BUILDS.values()) if args.all else [find_build(n) for n in args.names]
     lock = load_lock(args.lock)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from optimal_sparsity.cli import thread_count
+
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from optimal_sparsity.study.regime_probes import run_probe
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="JSONL file (rows are appended)")
     p.add_argument("--scale-down", action="store_true",
                    help="the same probe at a size of seconds (tests)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch threads (0: all cores)")
     p.add_argument("--allow-busy", action="store_true",
                    help="record runs that start on a busy machine (marked busy)")
     p.add_argument("--work", type=Path, help="run directories (default: next to --out)")

@@ -45,7 +45,7 @@ def harness_python(requirements: Path = REQUIREMENTS, root: Path | None = None,
     if (path / READY).is_file() and python.is_file():
         return python
     log(f"harness: building {path} (lm-eval {HARNESS_VERSION}, first use)")
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "harness-env", replace=True) as tmp:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True)
         purelib = next((tmp / "lib").glob("python*/site-packages"))
         # the project's environment, after the venv's own packages
