@@ -143,10 +143,10 @@ def _job_outcome(job, local: bool) -> tuple[str, object]:
         return "died", f"job {job.job_id} ended without a result (state {job.state})"
     try:
         result = job.result()
+    except submitit.core.utils.FailedJobError as err:  # (a subclass of the next one)
+        return "failed", _last_error_line(str(err))
     except submitit.core.utils.UncompletedJobError as err:
         return "died", str(err).splitlines()[0]
-    except submitit.core.utils.FailedJobError as err:
-        return "failed", _last_error_line(str(err))
     if isinstance(result, dict) and result.get("status") == "interrupted":
         return "died", f"job {job.job_id} was interrupted (checkpoint saved)"
     return "ok", result
@@ -156,7 +156,7 @@ def _last_error_line(trace: str) -> str:
     lines = [x.strip() for x in trace.splitlines() if x.strip() and not x.startswith("---")]
     body = [x for x in lines if not x.startswith(("You can check", "or at paths", "- /",
                                                   "Job (task="))]
-    return body[-1] if body else "unknown error"
+    return body[-1].removeprefix("optimal_sparsity.errors.") if body else "unknown error"
 
 
 def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | None = None,
