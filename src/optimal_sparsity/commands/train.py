@@ -84,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted at step {result.step}/{result.total_steps}; checkpoint saved. "
               "Run the same command to resume.", file=sys.stderr)
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports (and wrote the run)
+        return 0
     print(f"{s['model']['name']}: {result.step} steps, {s['tokens']:,} tokens, "
           f"train CE {s['final_train_ce']:.4f}, val loss {s['final_val_loss']:.4f}, "
           f"{s['median_tokens_per_s']:,.0f} tokens/s (median), TPP {s['tpp']:.1f}")

@@ -122,8 +122,8 @@ class MemoryRow:
                              ) -> float:
         return mfu * peak / self.flops_per_token
 
-    def days(self, gpus: int, tokens: float = PAPER_TOKENS) -> float:
-        return tokens / (self.tokens_per_s_per_gpu() * gpus) / 86400
+    def hours(self, gpus: int, tokens: float = PAPER_TOKENS) -> float:
+        return tokens / (self.tokens_per_s_per_gpu() * gpus) / 3600
 
 
 def memory_row(cfg: ModelConfig, micro_batch: int, seq_len: int) -> MemoryRow:
@@ -140,13 +140,13 @@ def memory_table(rows: list[MemoryRow], gpus: int, micro_batch: int, seq_len: in
     head = ["model", "total params", "active params",
             "weights+grads+AdamW (fp32) GiB", "bf16 weight copies GiB",
             f"activations (mb {micro_batch} x {seq_len}) GiB", "per GPU GiB", "fits 80 GB",
-            "est. tok/s/GPU", f"est. days on {gpus} GPUs"]
+            "est. tok/s/GPU", f"est. hours for 125B tokens on {gpus} GPUs"]
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [r.model, f"{r.total_params / 1e9:.2f}B", f"{r.active_params / 1e9:.2f}B",
                  f"{r.model_state_bytes / gib:.1f}", f"{r.bf16_copy_bytes / gib:.1f}",
                  f"{r.activation_bytes / gib:.1f}", f"{r.per_gpu_bytes / gib:.1f}",
                  "yes" if r.per_gpu_bytes <= GPU_MEMORY else "no",
-                 f"{r.tokens_per_s_per_gpu():,.0f}", f"{r.days(gpus):.1f}"]
+                 f"{r.tokens_per_s_per_gpu():,.0f}", f"{r.hours(gpus):.1f}"]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
