@@ -77,11 +77,12 @@ def rows_of(run, table: Path) -> list[dict]:
 
 
 def test_submitit_local_equals_local_launcher(sweep_home):
-    """The tiny design through submitit's local executor: same run directories, weights
-    bit for bit, metrics and results rows as training in this process."""
+    """The tiny design (its 3 points, cut to 24 steps) through submitit's local executor:
+    same run directories, weights bit for bit, metrics and results rows as training in
+    this process."""
     design = get_design("tiny")
-    local = plan_runs(design, root=sweep_home / "local")
-    jobs = plan_runs(design, root=sweep_home / "jobs")
+    local = [few_steps(r) for r in plan_runs(design, root=sweep_home / "local")]
+    jobs = [few_steps(r) for r in plan_runs(design, root=sweep_home / "jobs")]
     assert [r.run_dir.name for r in local] == [r.run_dir.name for r in jobs]
     assert len(local) == len(design.points) * len(design.seeds) == 3
     train_all(local, "local", progress=False, log=lambda _m: None)
@@ -117,10 +118,14 @@ def _job_pids() -> list[int]:
     return out
 
 
+def few_steps(run, steps: int = 24, **changes):
+    """A tiny-design run cut to a few steps (the test's time budget)."""
+    return replace(run, config=run.config.replace(train_tokens=None, steps=steps, **changes))
+
+
 def _short_run(design, root: Path):
     (run,) = plan_runs(design, points=design.points[:1], root=root)
-    cfg = run.config.replace(train_tokens=None, steps=24, ckpt_interval=2)
-    return replace(run, config=cfg)
+    return few_steps(run, ckpt_interval=2)
 
 
 def test_killed_job_is_resubmitted_and_resumes(sweep_home):
