@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.train.loop import Trainer
+from optimal_sparsity.train.loop import STOP_FILE, Trainer
 from optimal_sparsity.train.schedule import lr_at
 from optimal_sparsity.train.state import list_checkpoints
 
@@ -52,7 +52,10 @@ def test_training_lowers_loss_and_writes_run(tiny_train_config, tmp_path):
     assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [15, 30]
 
 
-def test_resume_after_signal_is_bitwise_identical(tiny_train_config, tmp_path):
+@pytest.mark.parametrize("how", ["SIGUSR1", "stop file"])
+def test_resume_after_signal_is_bitwise_identical(tiny_train_config, tmp_path, how):
+    """A signal (Slurm's SIGUSR1 warning included) or the batch script's stop file:
+    checkpoint, stop, resume bitwise."""
     ref = tmp_path / "ref"
     Trainer(tiny_train_config, ref, progress=False).run()
 
@@ -62,13 +65,16 @@ def test_resume_after_signal_is_bitwise_identical(tiny_train_config, tmp_path):
 
     def step_then_signal(step, samples):
         rec = orig(step, samples)
-        if step == 6:
-            os.kill(os.getpid(), signal.SIGINT)
+        if step == 6 and how == "stop file":
+            (run / STOP_FILE).touch()
+        elif step == 6:
+            os.kill(os.getpid(), getattr(signal, how))
         return rec
 
     t.train_step = step_then_signal
     res = t.run()
     assert res.status == "interrupted" and res.step == 7
+    assert not (run / STOP_FILE).exists()  # consumed
     res = Trainer(tiny_train_config, run, progress=False).run()
     assert res.status == "finished"
     assert_bitwise_equal(final_weights(ref), final_weights(run))

@@ -92,3 +92,33 @@ def forward_flops_per_token(cfg: ModelConfig, context: float) -> float:
     d, f = cfg.d_model, cfg.ffn_hidden
     per_layer = 4 * d * d + cfg.n_experts * d + cfg.top_k * 3 * d * f + 2 * d * context
     return 2 * (cfg.n_layers * per_layer + cfg.vocab_size * d)
+
+
+def activation_bytes_per_token(cfg: ModelConfig) -> dict[str, int]:
+    """Bytes the forward keeps for the backward, per token, under bf16 autocast with a
+    flash-style attention (no S x S matrix) -- an estimate counted tensor by tensor:
+
+    attention, per layer: the fp32 residual into the norm (4d), its bf16 cast (2d),
+    q, k, v (6d), RoPE'd q and k (4d), the attention output (2d), its log-sum-exp (4h),
+    the o-projection input (2d); MoE, per layer: the fp32 residual (4d), the router
+    input (2d), router logits and probabilities in fp32 (8E), and for each of the k
+    (token, expert) pairs the dispatched input (2d), gate and up outputs (4F), SiLU
+    output and product (4F), expert output (2d); once: final norm and head input (6d),
+    bf16 logits, their fp32 copy and log-softmax (10V).
+    """
+    d, f, e, k, h = cfg.d_model, cfg.ffn_hidden, cfg.n_experts, cfg.top_k, cfg.n_heads
+    attention = 20 * d + 4 * h
+    moe = 6 * d + 8 * e + k * (4 * d + 8 * f)
+    return {"attention": cfg.n_layers * attention, "moe": cfg.n_layers * moe,
+            "head": 6 * d + 10 * cfg.vocab_size}
+
+
+def training_memory(cfg: ModelConfig, micro_batch: int, seq_len: int) -> dict[str, int]:
+    """Bytes per data-parallel rank as this trainer trains (fp32 master weights, fp32
+    gradients, AdamW's two fp32 moments, bf16 autocast; no sharding): model state,
+    autocast's bf16 weight copies and the activations of one micro-batch (an estimate,
+    ``activation_bytes_per_token``)."""
+    p = count_params(cfg).total
+    act = sum(activation_bytes_per_token(cfg).values()) * micro_batch * seq_len
+    return {"weights": 4 * p, "grads": 4 * p, "adam": 8 * p, "bf16_weights": 2 * p,
+            "activations": act}

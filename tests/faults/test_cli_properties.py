@@ -31,6 +31,7 @@ WORK = (  # module, attribute (dotted inside the module)
     ("optimal_sparsity.data.corpus", "Mixture"),
     ("optimal_sparsity.data.corpus", "atomic_dir"),
     ("optimal_sparsity.data.cache", "ensure_corpus"),
+    ("optimal_sparsity.study.sweep", "ensure_corpus"),  # imported by name there
     ("optimal_sparsity.hf_export", "atomic_dir"),
     ("optimal_sparsity.study.pipeline", "run_figures"),
     ("optimal_sparsity.claims.table", "update_readme"),

@@ -15,11 +15,20 @@ RESULTS_DIR = REPO / "results"
 
 def _options(args: argparse.Namespace):
     from optimal_sparsity.study.pipeline import Options
+    from optimal_sparsity.study.slurm import settings_from_args
 
     return Options(mode=args.mode, scale=args.scale, launcher=args.launcher,
                    results=args.results, check=not args.no_check, lock=args.lock,
                    allow_unpinned=args.allow_unpinned, hub_cache=args.hub_cache,
-                   limit=args.limit)
+                   limit=args.limit, slurm=settings_from_args(args), retries=args.retries)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from optimal_sparsity.study.pipeline import print_submissions
+
+    n = print_submissions(_options(args))
+    print(f"# {n} submission(s) printed; nothing was submitted", file=sys.stderr)
+    return 0
 
 
 def print_claims(results) -> None:
@@ -53,6 +62,8 @@ def _finish(results, html: Path) -> int:
 def cmd_all(args: argparse.Namespace) -> int:
     from optimal_sparsity.study.pipeline import run_figures
 
+    if args.dry_run:
+        return _dry_run(args)
     ids = args.figures.split(",") if getattr(args, "figures", None) else None
     return _finish(*run_figures(ids, _options(args)))
 
@@ -60,6 +71,8 @@ def cmd_all(args: argparse.Namespace) -> int:
 def cmd_figure(args: argparse.Namespace) -> int:
     from optimal_sparsity.study.pipeline import run_figures
 
+    if args.dry_run:
+        return _dry_run(args)
     return _finish(*run_figures([args.figure_id], _options(args)))
 
 
@@ -169,13 +182,21 @@ def cmd_pin(args: argparse.Namespace) -> int:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     from optimal_sparsity.study.design import SCALES
     from optimal_sparsity.study.pipeline import MODES, RESULTS
+    from optimal_sparsity.study.slurm import add_slurm_options
     from optimal_sparsity.study.sweep import LAUNCHERS
 
     p.add_argument("--mode", choices=MODES, default="retrain",
                    help="retrain the scaled-down grid (CPU) or pull the released checkpoints")
     p.add_argument("--scale", choices=SCALES, default="smoke",
                    help="smoke: minutes (CI-sized); full: the whole scaled-down study")
-    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="local: in this process; submitit-local / slurm: one job per run")
+    p.add_argument("--retries", type=int, default=2,
+                   help="resubmissions of a job that died (submitit launchers)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --launcher slurm: print every grid point's batch script, "
+                        "submit nothing")
+    add_slurm_options(p)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--no-check", action="store_true",
                    help="do not compare with the pinned reference values")

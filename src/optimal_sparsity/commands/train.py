@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,12 +40,24 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace):
     from optimal_sparsity.data.cache import ensure_corpus
     from optimal_sparsity.data.presets import get_corpus_preset
-    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.config import TrainConfig, paper_recipe
 
+    if args.preset == "paper" and args.corpus is None:
+        raise UserError("--preset paper needs --corpus: a tokenized corpus directory "
+                        "(./reproduce tokenize); the proxy corpora are for the scaled grid")
     corpus = args.corpus or ensure_corpus(get_corpus_preset(args.corpus_preset))
     fields = dict(model=args.config, corpus=str(Path(corpus).resolve()), seed=args.seed)
-    if args.steps is None and args.tokens is None:
+    if args.preset == "paper":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        fields.update(paper_recipe(world, args.micro_batch or 1))
+    elif args.steps is None and args.tokens is None:
         fields["train_tokens"] = 1_000_000
+    if args.steps is not None or args.tokens is not None:
+        fields.pop("steps", None)
+        fields.pop("train_tokens", None)
+    if args.backend is not None:
+        fields["model_overrides"] = {**fields.get("model_overrides", {}),
+                                     "backend": args.backend}
     for name in ("steps", "micro_batch", "grad_accum", "seq_len", "lr", "eval_interval",
                  "ckpt_interval", "threads", "precision"):
         if getattr(args, name) is not None:
@@ -72,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted at step {result.step}/{result.total_steps}; checkpoint saved. "
               "Run the same command to resume.", file=sys.stderr)
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 reports (and wrote the run)
+        return 0
     rate = s["median_tokens_per_s"]
     rate = f"{rate:,.0f} tokens/s (median)" if rate is not None else "no step run now"
     print(f"{s['model']['name']}: {result.step} steps, {s['tokens']:,} tokens, "
@@ -82,6 +97,56 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 FORCE_CORPUS = "replace an earlier corpus at --out (nothing else is ever replaced)"
+
+
+def cmd_scale_out(args: argparse.Namespace) -> int:
+    from optimal_sparsity.study import scaleout
+    from optimal_sparsity.study.slurm import settings_from_args
+
+    settings = settings_from_args(args)
+    gpus = settings.nodes * (settings.gpus_per_node or 8)
+    if args.memory:
+        from optimal_sparsity.grid import get_config, paper_models
+
+        cfgs = [get_config(args.config)] if args.config else [m.config() for m in paper_models()]
+        rows = [scaleout.memory_row(c, args.micro_batch, args.seq_len) for c in cfgs]
+        print(f"<!-- ./reproduce scale-out --memory --micro-batch {args.micro_batch} "
+              f"--seq-len {args.seq_len} --slurm-nodes {settings.nodes} -->")
+        print(scaleout.memory_table(rows, gpus, args.micro_batch, args.seq_len), end="")
+        print(f"per GPU: data-parallel, nothing sharded; throughput: an estimate at "
+              f"{scaleout.MFU:.0%} MFU of {scaleout.H100_BF16_DENSE_FLOPS / 1e12:.0f} TFLOP/s "
+              f"(H100 bf16 dense) from the matmul FLOPs per token", file=sys.stderr)
+        return 0
+    missing = [f"--{n}" for n in ("config", "corpus", "out") if getattr(args, n) is None]
+    if missing:
+        raise UserError(f"scale-out needs {', '.join(missing)} (or --memory)")
+    from optimal_sparsity.grid import get_config
+
+    get_config(args.config)  # a known model name
+    out = args.out.resolve()
+    train_args = scaleout.paper_train_args(args.config, args.corpus.resolve(), out,
+                                           args.micro_batch, args.ckpt_interval, args.seed)
+    script = scaleout.batch_script(settings, train_args, out, f"os-{args.config}")
+    if args.dry_run:
+        print(script, end="")
+        return 0
+    import shutil
+    import subprocess
+
+    from optimal_sparsity.atomic import write_text
+
+    if shutil.which("sbatch") is None:
+        raise UserError("sbatch not found: run scale-out on a Slurm login node "
+                        "(--dry-run prints the batch script)")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "job.sbatch"
+    write_text(path, script)
+    res = subprocess.run(["sbatch", str(path)], capture_output=True, text=True)
+    if res.returncode:
+        raise UserError(f"sbatch {path} failed: {res.stderr.strip().splitlines()[-1:]}")
+    print(res.stdout.strip())
+    print(f"batch script: {path}; log: {out}/slurm-<job id>.out")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,6 +185,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-interval", type=bounded_int(0))
     p.add_argument("--threads", type=thread_count)
     p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--backend", choices=["torch", "megablocks"],
+                   help="MoE kernels (default: torch; megablocks with --preset paper)")
+    p.add_argument("--preset", choices=["scaled", "paper"], default="scaled",
+                   help="paper: the paper's recipe (seq 4096, 1024 sequences a step over "
+                        "all ranks, 29,803 steps, LR 4e-4, bf16, MegaBlocks); flags override")
     p.add_argument("--dry-run", action="store_true",
                    help="build the model and one batch only (works for paper-size configs)")
     p.set_defaults(func=cmd_train)
+
+    from optimal_sparsity.study.slurm import add_slurm_options
+
+    p = sub.add_parser("scale-out", help="one paper-scale grid point as a Slurm job: torchrun "
+                                         "over N nodes x 8 GPUs (docs/scale-out.md)")
+    p.add_argument("--config", help="a paper model, e.g. d512-E8-k2")
+    p.add_argument("--corpus", type=Path, help="tokenized corpus directory (on shared storage)")
+    p.add_argument("--out", type=Path, help="run directory (on shared storage)")
+    p.add_argument("--micro-batch", type=positive_int, default=1)
+    p.add_argument("--seq-len", type=positive_int, default=4096, help="with --memory")
+    p.add_argument("--ckpt-interval", type=positive_int, default=500, help="steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="print the batch script, submit nothing")
+    p.add_argument("--memory", action="store_true",
+                   help="per-GPU memory and estimated throughput of each paper grid point")
+    add_slurm_options(p)
+    p.set_defaults(func=cmd_scale_out)

@@ -22,6 +22,7 @@ from optimal_sparsity.references import load_scaled, noise_prior
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
 from optimal_sparsity.study.design import StudyDesign, get_design
+from optimal_sparsity.study.slurm import SlurmSettings
 from optimal_sparsity.study.sweep import PointRun, plan_runs, train_all
 
 MODES = ("retrain", "pull")
@@ -40,6 +41,8 @@ class Options:
     allow_unpinned: bool = False
     hub_cache: Path | None = None
     limit: int = 0  # pull mode: items per task (0: all)
+    slurm: SlurmSettings | None = None  # --launcher slurm
+    retries: int = 2  # resubmissions of a job that died (submitit launchers)
 
 
 def _label(design: StudyDesign, mode: str) -> str:
@@ -119,8 +122,8 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
     from optimal_sparsity.study.evaluation import evaluate_run
 
     runs = _runs_for(design, spec)
-    train_all(runs, opts.launcher, progress=opts.progress, log=log,
-              trained=clock.trained if clock is not None else None)
+    train_all(runs, opts.launcher, progress=opts.progress, log=log, slurm=opts.slurm,
+              retries=opts.retries, trained=clock.trained if clock is not None else None)
     for i, run in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] evaluate {run.point.label} seed {run.seed} ({spec.id})")
         t0 = time.perf_counter()
@@ -139,6 +142,16 @@ def rows_of(runs: list[PointRun], table: Path) -> list[Row]:
 def figures_dir(opts: Options) -> Path:
     """Where one mode and scale writes its figures (``<results>/<scale>`` or ``/pull``)."""
     return mode_dir(opts.results, opts.mode, opts.scale)
+
+
+def print_submissions(opts: Options, log: Callable[[str], None] = print) -> int:
+    """The Slurm batch script of every run of the design's grid (every point and seed),
+    without submitting anything; returns how many."""
+    if opts.mode != "retrain":
+        raise UserError("--dry-run prints the retrain grid's submissions: use --mode retrain")
+    runs = plan_runs(get_design(opts.scale))
+    train_all(runs, opts.launcher, log=log, slurm=opts.slurm, dry_run=True)
+    return len(runs)
 
 
 def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,

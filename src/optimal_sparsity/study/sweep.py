@@ -8,12 +8,16 @@ lock stops two sweeps from training the same run at once. Evaluation results are
 by the evaluation code itself (one results part per checkpoint and tier).
 
 Launchers: ``local`` (in this process), ``submitit-local`` and ``slurm`` (one job per
-run through submitit; the grid goes to a cluster with ``--launcher slurm``).
+run through submitit; the grid goes to a cluster with ``--launcher slurm``, whose
+parameters are ``study.slurm.SlurmSettings``). A job that dies is resubmitted and
+resumes; docs/scale-out.md describes both and the paper-scale job.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from optimal_sparsity.data.cache import ensure_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.paths import home
 from optimal_sparsity.study.design import GridPoint, StudyDesign
+from optimal_sparsity.study.slurm import SlurmSettings, time_minutes
 from optimal_sparsity.train.config import TrainConfig
 from optimal_sparsity.train.state import list_checkpoints
 
@@ -84,17 +89,101 @@ def train_run(run: PointRun, progress: bool | None = None) -> dict:
 
 
 def _submitit_train(run: PointRun) -> dict:
-    return train_run(run, progress=False)
+    """The job a submitit launcher runs: train (or resume) one run, never raise for an
+    interruption (a signal checkpoints and returns; the launcher resubmits)."""
+    try:
+        return train_run(run, progress=False)
+    except KeyboardInterrupt:
+        return {"status": "interrupted"}
+
+
+def job_name(run: PointRun) -> str:
+    return f"{run.point.label}-seed{run.seed}"
+
+
+def _submitit_command(folder: Path) -> str:
+    """The command submitit's Slurm executor puts in its batch script."""
+    return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
+                     shlex.quote(str(folder))])
+
+
+def slurm_submission(run: PointRun, settings: SlurmSettings, folder: Path) -> str:
+    """The sbatch script ``--launcher slurm`` submits for ``run`` (submitit's template
+    with these settings)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return _make_sbatch_string(command=_submitit_command(folder), folder=folder,
+                               **settings.submitit_parameters(job_name(run)))
+
+
+def _executor(launcher: str, folder: Path, settings: SlurmSettings):
+    import submitit
+
+    if launcher == "submitit-local":
+        ex = submitit.LocalExecutor(folder=str(folder))
+        ex.update_parameters(timeout_min=time_minutes(settings.time))
+        return ex
+    try:
+        return submitit.SlurmExecutor(folder=str(folder))
+    except RuntimeError as err:  # no srun here
+        raise UserError(f"--launcher slurm needs a Slurm cluster: {err} (see --dry-run)"
+                        ) from None
+
+
+def _job_outcome(job, local: bool) -> tuple[str, object]:
+    """("ok", result) | ("died", message) | ("failed", message) for a finished job."""
+    import submitit
+
+    job.wait()
+    if local and not job.paths.result_pickle.exists():
+        return "died", f"job {job.job_id} ended without a result (state {job.state})"
+    try:
+        result = job.result()
+    except submitit.core.utils.FailedJobError as err:  # (a subclass of the next one)
+        return "failed", _last_error_line(str(err))
+    except submitit.core.utils.UncompletedJobError as err:
+        return "died", str(err).splitlines()[0]
+    if isinstance(result, dict) and result.get("status") == "interrupted":
+        return "died", f"job {job.job_id} was interrupted (checkpoint saved)"
+    return "ok", result
+
+
+def _last_error_line(trace: str) -> str:
+    lines = [x.strip() for x in trace.splitlines() if x.strip() and not x.startswith("---")]
+    body = [x for x in lines if not x.startswith(("You can check", "or at paths", "- /",
+                                                  "Job (task="))]
+    return body[-1].removeprefix("optimal_sparsity.errors.") if body else "unknown error"
 
 
 def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | None = None,
               log: Callable[[str], None] = print, folder: Path | None = None,
+              slurm: SlurmSettings | None = None, retries: int = 2,
+              dry_run: bool = False,
               trained: Callable[[PointRun, float], None] | None = None) -> None:
-    """Train every run that is not finished yet; ``trained(run, seconds)`` after each."""
+    """Train every run that is not finished yet; ``trained(run, seconds)`` after each.
+
+    With a submitit launcher each run is one job; a job that dies without a result
+    (killed, preempted, node failure, interrupted by a signal) is resubmitted up to
+    ``retries`` times and resumes from its last checkpoint; a job whose code raised is
+    not (it would fail again) and its error is one line naming the run and the log.
+    ``dry_run`` (slurm) prints the batch script of every run instead of submitting.
+    """
     import time
 
     if launcher not in LAUNCHERS:
         raise UserError(f"unknown launcher {launcher!r}: one of {', '.join(LAUNCHERS)}")
+    if retries < 0:
+        raise UserError(f"--retries must be >= 0 (got {retries})")
+    if dry_run and launcher != "slurm":
+        raise UserError("--dry-run prints Slurm submissions: use it with --launcher slurm")
+    slurm = slurm or SlurmSettings()
+    folder = folder or home() / "submitit"
+    if dry_run:
+        for i, r in enumerate(runs, 1):
+            state = "trained" if r.finished else "to train"
+            log(f"# [{i}/{len(runs)}] {r.point.label} seed {r.seed} ({state}) -> {r.run_dir}")
+            log(slurm_submission(r, slurm, folder))
+        return
     todo = [r for r in runs if not r.finished]
     log(f"{len(runs) - len(todo)} of {len(runs)} runs already trained; training {len(todo)}")
     if not todo:
@@ -107,19 +196,32 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
             if trained is not None:
                 trained(r, time.perf_counter() - t0)
         return
-    import submitit
+    ex = _executor(launcher, folder, slurm)
 
-    folder = folder or home() / "submitit"
-    cluster = "local" if launcher == "submitit-local" else "slurm"
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=2)
-    jobs = [ex.submit(_submitit_train, r) for r in todo]
-    log(f"submitted {len(jobs)} jobs to {cluster} (logs in {folder})")
+    def submit(r: PointRun):
+        if launcher == "slurm":
+            ex.update_parameters(**slurm.submitit_parameters(job_name(r)))
+        return ex.submit(_submitit_train, r)
+
+    jobs = {job_name(r): (r, submit(r), 1) for r in todo}
+    log(f"submitted {len(jobs)} jobs ({launcher}; logs in {folder})")
+    pending = dict(jobs)
     t0 = time.perf_counter()
-    for job, r in zip(jobs, todo, strict=True):
-        job.result()
-        log(f"trained {r.point.label} seed {r.seed}")
-        if trained is not None:  # jobs run side by side: the time since the last one
-            now = time.perf_counter()
-            trained(r, now - t0)
-            t0 = now
+    while pending:
+        name, (r, job, attempt) = next(iter(pending.items()))
+        outcome, info = _job_outcome(job, local=launcher == "submitit-local")
+        del pending[name]
+        if outcome == "ok":
+            log(f"trained {r.point.label} seed {r.seed} (job {job.job_id})")
+            if trained is not None:  # jobs run side by side: the time since the last one
+                now = time.perf_counter()
+                trained(r, now - t0)
+                t0 = now
+        elif outcome == "died" and attempt <= retries:
+            log(f"{r.point.label} seed {r.seed}: {info}; resubmitting "
+                f"(attempt {attempt + 1} of {retries + 1})")
+            pending[name] = (r, submit(r), attempt + 1)
+        else:
+            raise UserError(f"training {r.point.label} seed {r.seed} failed "
+                            f"(job {job.job_id}, attempt {attempt} of {retries + 1}): {info}; "
+                            f"log: {job.paths.stderr}")

@@ -16,7 +16,7 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The paper's recipe (PAPER.md) with scaled-down sizes.
+    """The paper's recipe (docs/paper.md) with scaled-down sizes.
 
     AdamW (0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), linear warm-up then
     cosine decay to ``min_lr_ratio`` x peak, gradient clipping at 1.0, loss = CE +
@@ -113,3 +113,21 @@ class TrainConfig:
         if corpus_fingerprint:
             d["corpus"] = corpus_fingerprint
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+PAPER_STEPS = 29_803  # 125B tokens / (1024 x 4096)
+PAPER_GLOBAL_BATCH = 1024  # sequences per optimizer step, over all ranks
+PAPER_SEQ_LEN = 4096
+PAPER_WARMUP_STEPS = 2_000
+
+
+def paper_recipe(world_size: int, micro_batch: int) -> dict[str, Any]:
+    """TrainConfig fields of the paper's pre-training recipe (docs/paper.md) on ``world_size``
+    ranks: the global batch stays 1024 sequences (micro-batch x accumulation x ranks)."""
+    per_rank = micro_batch * world_size
+    if PAPER_GLOBAL_BATCH % per_rank:
+        raise UserError(f"the paper's batch of {PAPER_GLOBAL_BATCH} sequences is not a "
+                        f"multiple of micro-batch {micro_batch} x {world_size} rank(s)")
+    return dict(seq_len=PAPER_SEQ_LEN, micro_batch=micro_batch,
+                grad_accum=PAPER_GLOBAL_BATCH // per_rank, steps=PAPER_STEPS, lr=4e-4,
+                warmup_frac=PAPER_WARMUP_STEPS / PAPER_STEPS, min_lr_ratio=0.1,
+                precision="bf16", ckpt_interval=500, model_overrides={"backend": "megablocks"})

@@ -8,6 +8,12 @@ Run directory::
     checkpoints/step-N/    model + optimizer + RNG + data position (see state.py)
     summary.json           written at the end: final losses, throughput, sizes
 
+Stopping: SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 (Slurm's and submitit's warning before
+a time limit or preemption), or a file ``STOP`` in the run directory (what the batch
+script of a multi-node job writes when Slurm signals it), make the run checkpoint at the
+end of the current step and return "interrupted"; under torchrun the ranks agree on the
+step. Rerunning the same command resumes.
+
 Bitwise resume on CPU: the data position is one integer (samples consumed), the
 sampler's order depends only on (seed, epoch), the optimizer state and RNG are restored
 exactly, and the metrics log is truncated to the checkpoint's offset. A resume refuses a
@@ -42,6 +48,9 @@ from optimal_sparsity.progress import Progress
 from optimal_sparsity.train import state as st
 from optimal_sparsity.train.config import TrainConfig
 from optimal_sparsity.train.schedule import lr_at
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_FILE = "STOP"
 
 
 @dataclass
@@ -263,6 +272,16 @@ class Trainer:
     def _handle_signal(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum
 
+    def _should_stop(self) -> bool:
+        """A signal here, or the stop file; under torchrun, on any rank (all agree)."""
+        stop = self._stop_signal is not None or (
+            self.rank == 0 and (self.out / STOP_FILE).exists())
+        if self.world > 1:
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
     def _autocast(self):
         if self.cfg.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -340,7 +359,7 @@ class Trainer:
             dist.barrier()
         self._check_run_dir()
         step, samples = self._resume()
-        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, self._handle_signal) for s in STOP_SIGNALS}
         bar = None
         if self.rank == 0 and self.progress is not False:
             flops = self.tokens_per_step * matmul_flops_per_token(self.model_cfg, cfg.seq_len)
@@ -371,9 +390,12 @@ class Trainer:
                 if bar is not None:
                     bar.update(1, loss=f"{rec['loss']:.3f}")
                 due = (cfg.ckpt_interval and step % cfg.ckpt_interval == 0)
-                if due or step in self.keep_steps or self._stop_signal is not None:
+                stop = self._should_stop()
+                if due or step in self.keep_steps or stop:
                     self.save(step, samples)
-                if self._stop_signal is not None and step < self.total_steps:
+                if stop and self.rank == 0:
+                    (self.out / STOP_FILE).unlink(missing_ok=True)  # consumed
+                if stop and step < self.total_steps:
                     status = "interrupted"
                     break
         finally:
