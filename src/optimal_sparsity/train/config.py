@@ -16,7 +16,7 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The paper's recipe (PAPER.md) with scaled-down sizes.
+    """The paper's recipe (docs/paper.md) with scaled-down sizes.
 
     AdamW (0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), linear warm-up then
     cosine decay to ``min_lr_ratio`` x peak, gradient clipping at 1.0, loss = CE +
