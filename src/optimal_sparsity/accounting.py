@@ -59,7 +59,7 @@ def count_params(cfg: ModelConfig) -> ParamCount:
 
 
 def formula_params(cfg: ModelConfig) -> tuple[int, int]:
-    """PAPER.md's closed form (total, active): L(4d^2 + 3*E*d*F + E*d + 2d) + d + 2Vd,
+    """docs/paper.md's closed form (total, active): L(4d^2 + 3*E*d*F + E*d + 2d) + d + 2Vd,
     with k in place of E for active."""
     d, f, n_layers, v = cfg.d_model, cfg.ffn_hidden, cfg.n_layers, cfg.vocab_size
 

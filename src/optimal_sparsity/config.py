@@ -27,7 +27,7 @@ BACKENDS: tuple[str, ...] = ("torch", "megablocks")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A Mixtral-style decoder whose every FFN is a dropless top-k MoE (PAPER.md).
+    """A Mixtral-style decoder whose every FFN is a dropless top-k MoE (docs/paper.md).
 
     ``d_model`` width d, ``n_experts`` E, ``top_k`` k, ``ffn_hidden`` the expert FFN
     width (2d in the paper). Auxiliary-loss coefficients follow the paper's recipe.

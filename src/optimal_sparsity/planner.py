@@ -36,7 +36,7 @@ TPP_TARGET = 20.0
 TPP_BAND = 2.0  # reasoning: accept TPP within a factor of 2 of the target
 FLOPS_TIE = 0.05  # active FLOPs per token within 5% of the best count as equal
 
-# The range the paper measured (PAPER.md: 125B tokens, d 512-2048, E 8-256, k 2-16,
+# The range the paper measured (docs/paper.md: 125B tokens, d 512-2048, E 8-256, k 2-16,
 # TPP 2.4-390). Outside it the planner extrapolates and says so.
 PAPER_RANGE = {"d": (512, 2048), "E": (8, 256), "k": (2, 16), "tpp": (2.4, 390.0)}
 

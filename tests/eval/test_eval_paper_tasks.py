@@ -11,7 +11,7 @@ import yaml
 
 from optimal_sparsity.eval import paper_tasks as pt
 
-# PAPER.md, "Evaluation": shots per task
+# docs/paper.md, "Evaluation": shots per task
 PAPER_SHOTS = {"triviaqa": 4, "hellaswag": 4, "gsm8k": 4, "gsm_plus": 5, "humaneval": 0,
                "mbpp": 3}
 STOCK = Path(lm_eval.__file__).parent / "tasks"

@@ -1,4 +1,4 @@
-"""Every claim of PAPER.md with an id, the paper's statement and a predicate.
+"""Every claim of docs/paper.md with an id, the paper's statement and a predicate.
 
 A predicate reads per-grid-point values (``claims.data``) and returns a ``Verdict``:
 ``reproduced``, ``not reproduced``, ``inconclusive`` (with the side its estimate leans to)

@@ -121,7 +121,7 @@ class GRPOSettings:
 GRPO_PRESETS: dict[str, GRPOSettings] = {
     # Minutes on 2 CPU cores, for a scaled-down (d=64, 4-layer) checkpoint.
     "cpu": GRPOSettings(),
-    # The paper's stated settings (PAPER.md): 5 rollouts, 1024-token responses, LR 5e-6,
+    # The paper's stated settings (docs/paper.md): 5 rollouts, 1024-token responses, LR 5e-6,
     # KL 1e-3, vLLM rollouts, GSM8K train as one user message. Batch size, steps and
     # temperature are not stated there: 64 prompts (320 rollouts) per step for one
     # epoch of GSM8K train (7,473 prompts, 117 steps) and verl's default T=1 are assumed.

@@ -1,6 +1,6 @@
 """The paper's accuracy evaluation of released checkpoints, on lm-eval's stock tasks.
 
-PAPER.md: lm-evaluation-harness, vLLM backend, max_length 4096, seed 42; TriviaQA
+docs/paper.md: lm-evaluation-harness, vLLM backend, max_length 4096, seed 42; TriviaQA
 (rc.nocontext) 4-shot, HellaSwag 4-shot, GSM8K 4-shot (strict-match and flexible-extract,
 greedy, stop at "Question:"), GSM-Plus 5-shot, HumanEval 0-shot and MBPP 3-shot (pass@1,
 greedy). The task names below are those of lm-eval 0.4.13 (the pinned version; the authors

@@ -1,4 +1,4 @@
-"""Task loss, as the paper defines it (PAPER.md; the authors' ``taskloss-eval`` package).
+"""Task loss, as the paper defines it (docs/paper.md; the authors' ``taskloss-eval`` package).
 
 For one ``{prompt, answer}`` item:
 

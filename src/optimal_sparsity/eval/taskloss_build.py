@@ -1,6 +1,6 @@
 """The authors' lm-eval task-loss inputs, rebuilt from the harness's task definitions.
 
-The authors' task loss (PAPER.md; their ``taskloss-eval``) scores JSON lists of
+The authors' task loss (docs/paper.md; their ``taskloss-eval``) scores JSON lists of
 ``{"prompt", "answer"}`` items. Four of their six inputs are lm-evaluation-harness prompts:
 ``prompt`` is the context lm-eval builds for a test document (its few-shot examples, drawn by
 lm-eval's sampler with the paper's seed, then the document's question) and ``answer`` is the

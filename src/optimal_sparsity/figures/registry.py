@@ -1,4 +1,4 @@
-"""The paper's figures (camera-ready numbering), as data. ``../shared/paper/figures.csv``
+"""The paper's figures (camera-ready numbering), as data. ``docs/paper_figures.csv``
 lists axes and series; each spec here names the same panels and the claims they carry."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ UNRESOLVED_OFFLINE = (
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
-# Code models: the full list is not public (PAPER.md). Only names seen in a public source.
+# Code models: the full list is not public (docs/paper.md). Only names seen in a public source.
 CODE_MODELS: tuple[tuple[int, int, int, str, str, str], ...] = (
     (512, 8, 2, "320M", "170M",
      "rioyokotalab/optimal-sparsity scripts/lm-evaluation-harness/code_eval.sh "

@@ -11,7 +11,7 @@ where c_e counts the (token, slot) assignments routed to expert e (sum_e c_e = k
 LB is 1 for a perfectly balanced router and E for a collapsed one.
 
 The training loss is   CE + alpha * sum_layers LB + beta * sum_layers Z
-with alpha = 1e-2, beta = 1e-3 (PAPER.md). Megatron adds each layer's term to the
+with alpha = 1e-2, beta = 1e-3 (docs/paper.md). Megatron adds each layer's term to the
 loss, i.e. the aux losses are *summed over layers*. (MegaBlocks averages LB over
 layers; HF Mixtral pools tokens of all layers into one LB. This artifact uses the
 Megatron convention in both of its backends.)

@@ -1,4 +1,4 @@
-"""Mixtral-style decoder (PAPER.md): pre-norm RMSNorm, full multi-head attention with
+"""Mixtral-style decoder (docs/paper.md): pre-norm RMSNorm, full multi-head attention with
 RoPE (base 10000), and a dropless top-k MoE of SwiGLU experts in every layer. No biases,
 no dropout, untied input and output embeddings, Normal(0, 0.02) init (the two
 projections writing into the residual stream use 0.02/sqrt(2L), Megatron's default).
