@@ -155,4 +155,7 @@ def test_calibrate_command_prints_the_summary_last(capsys):
     assert len(lines) == 2 + len(CLAIMS)
     assert lines[-1].startswith("calibration: max false reproduced ")
     assert lines[-1].endswith(f"over {len(CLAIMS)} claims")
-    assert main(["claims", "--calibrate", "--draws", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:  # refused at parsing, in one line
+        main(["claims", "--calibrate", "--draws", "0"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: reproduce claims: argument --draws")
