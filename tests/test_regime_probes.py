@@ -49,7 +49,11 @@ def test_candidate_design_spans_tpp_on_both_sides_of_20_and_is_not_a_scale():
 
 @pytest.fixture
 def probe_home(tmp_path, monkeypatch):
+    from optimal_sparsity.study import regime_probes
+
     monkeypatch.setenv("OPTIMAL_SPARSITY_HOME", str(tmp_path / "home"))
+    quick = regime_probes.other_cores_now
+    monkeypatch.setattr(regime_probes, "other_cores_now", lambda: quick(0.05))
     return tmp_path
 
 
@@ -65,6 +69,7 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
     for r in rows:
         assert r["tokens"] > 0 and r["tpp"] == pytest.approx(r["tokens"] / r["total_params"])
         assert r["tok_s"] > 0 and r["load_start"] >= 0 and r["load_end"] >= 0
+        assert r["other_cores_start"] >= 0 and r["other_cores_run"] >= 0
         assert r["val_loss_by_source"] and r["corpus_fingerprint"]
         if probe == "reasoning":
             assert 0 <= r["gsm8k_proxy_acc"] <= 1 and set(r["val_loss_by_source"]) == {
@@ -82,14 +87,74 @@ def test_probe_refuses_a_busy_machine_and_foreign_files(probe_home, capsys, monk
     from optimal_sparsity.cli import main
     from optimal_sparsity.study import regime_probes
 
-    monkeypatch.setattr(regime_probes, "load_average", lambda: 99.0)
+    monkeypatch.setattr(regime_probes, "other_cores_now", lambda: 1.7)
     out = probe_home / "cap.jsonl"
     assert main(["probe", "capacity", "--scale-down", "--threads", "2", "--out",
                  str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: the 1-minute load average is 99.00") and "\n" not in err
+    assert err.startswith("error: other processes use 1.70 cores") and "\n" not in err
     assert not out.exists()
     foreign = probe_home / "notes.jsonl"
     foreign.write_text("my own notes\n")
     assert main(["probe", "router", "--scale-down", "--out", str(foreign)]) == 2
     assert foreign.read_text() == "my own notes\n"
+
+
+def test_other_cores_subtracts_this_process_and_a_rerun_keeps_clean_rows(probe_home,
+                                                                           monkeypatch):
+    """A sibling run that just ended (high load average) is not contention; this process's
+    own CPU time is not counted; a rerun keeps clean rows and replaces busy ones."""
+    from optimal_sparsity.study import regime_probes
+
+    clock = iter([(100.0, 10.0, 0.0), (118.0, 28.0, 10.0)])  # 18 s busy, all of it ours
+    monkeypatch.setattr(regime_probes, "_cpu_seconds", lambda: next(clock))
+    assert regime_probes.other_cores(regime_probes._cpu_seconds()) == 0.0
+    # 20 busy CPU-seconds in 10 s, 10 of them ours: another process used one core
+    monkeypatch.setattr(regime_probes, "_cpu_seconds", lambda: (20.0, 10.0, 10.0))
+    assert regime_probes.other_cores((0.0, 0.0, 0.0)) == pytest.approx(1.0)
+
+    runs = regime_probes.plan_runs("router", True)
+    out = probe_home / "router.jsonl"
+    calls = []
+
+    def fake_run_one(run, work, threads, allow_busy):
+        calls.append(run.model)
+        return {"probe": run.probe, "model": run.model, "seed": run.seed, "tokens": 1,
+                "tpp": 1.0, "tok_s": 1.0, "load_start": 0.0, "busy": False,
+                "corpus_fingerprint": run.corpus.fingerprint(),
+                "train_tokens": run.train_tokens}
+
+    monkeypatch.setattr(regime_probes, "run_one", fake_run_one)
+    clean = fake_run_one(runs[0], None, 1, False) | {"tokens": runs[0].train_tokens}
+    busy = fake_run_one(runs[1], None, 1, False) | {"tokens": runs[1].train_tokens,
+                                                      "busy": True}
+    out.write_text(json.dumps(clean) + "\n" + json.dumps(busy) + "\n")
+    calls.clear()
+    regime_probes.run_probe("router", out, scale_down=True, threads=1, log=lambda *_: None)
+    assert calls == [runs[1].model]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["model"] for r in rows] == [runs[0].model, runs[1].model]
+    assert len(rows) == 2 and rows[0]["busy"] is False
+
+
+def test_an_interrupted_run_is_not_recorded(probe_home, monkeypatch, capsys):
+    """A trainer stopped by a signal returns normally with status "interrupted": its row
+    (fewer tokens than planned) must not be written."""
+    from optimal_sparsity.cli import main
+    from optimal_sparsity.train import loop
+
+    class Stopped:
+        def __init__(self, cfg, out, progress=False):
+            self.out = out
+
+        def run(self):
+            return type("R", (), {"out": self.out, "summary": {
+                "status": "interrupted", "step": 3, "total_steps": 10}})()
+
+    monkeypatch.setattr(loop, "Trainer", Stopped)
+    out = probe_home / "router.jsonl"
+    assert main(["probe", "router", "--scale-down", "--threads", "1", "--allow-busy",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "stopped at step 3 of 10 (interrupted)" in err and "\n" not in err
+    assert not out.exists()

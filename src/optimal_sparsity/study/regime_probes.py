@@ -3,9 +3,13 @@
 ``./reproduce probe capacity|router|reasoning --out FILE.jsonl`` trains with the project's
 own trainer on a cached corpus and evaluates with its own evaluation code, one JSON line
 per run: config, parameters, tokens, TPP, tokens/s, bits stored (values-style knowledge),
-validation CE per source and the machine's load average at start and end. A run whose
-1-minute load average at start exceeds its thread count is refused (``--allow-busy``
-records it anyway, marked ``busy``): a contended run measures the machine, not the model.
+validation CE per source, and the CPU that *other* processes used before and during the
+run (machine-wide busy time from ``/proc/stat`` minus this process's own CPU time, in
+cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores
+is refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
+more than that on average is marked ``busy``: a contended run measures the machine, not
+the model. (The 1-minute load average is recorded too, but it cannot decide: it still
+counts a sibling run that ended seconds ago.)
 
 * capacity: knowledge-only corpora at a large and a small base; the dense end (E = k = 2)
   against a sparse model of the same active parameters (E = 16, k = 2). Rule (a).
@@ -102,8 +106,39 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
             for s in (0, 1, 2)]
 
 
+OTHER_CORES_MAX = 0.5  # cores other processes may use before a run counts as contended
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def _cpu_seconds() -> tuple[float, float, float]:
+    """(machine busy CPU-seconds, this process's and its children's CPU-seconds, time)."""
+    import resource
+
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
+    own = sum(getattr(resource.getrusage(w), a) for w in
+              (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for a in ("ru_utime", "ru_stime"))
+    return busy / os.sysconf("SC_CLK_TCK"), own, time.monotonic()
+
+
+def other_cores(since: tuple[float, float, float]) -> float:
+    """Cores that other processes used on average since ``since`` (a ``_cpu_seconds()``)."""
+    now = _cpu_seconds()
+    wall = max(now[2] - since[2], 1e-3)
+    return max(0.0, ((now[0] - since[0]) - (now[1] - since[1])) / wall)
+
+
+def other_cores_now(window_s: float = 3.0) -> float:
+    """Cores other processes use, measured over ``window_s`` while this one sleeps."""
+    if not Path("/proc/stat").exists():
+        return 0.0
+    t = _cpu_seconds()
+    time.sleep(window_s)
+    return other_cores(t)
 
 
 def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
@@ -130,11 +165,13 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
     from optimal_sparsity.train.state import list_checkpoints
 
     load_start = load_average()
-    busy = load_start > threads
+    other_start = other_cores_now()
+    busy = other_start > OTHER_CORES_MAX
     if busy and not allow_busy:
-        raise UserError(f"the 1-minute load average is {load_start:.2f}, above the probe's "
-                        f"{threads} threads: a contended run is not recorded (wait for a quiet "
+        raise UserError(f"other processes use {other_start:.2f} cores (more than "
+                        f"{OTHER_CORES_MAX}): a contended run is not recorded (wait for a quiet "
                         "machine, or pass --allow-busy to record it marked busy)")
+    since = _cpu_seconds() if Path("/proc/stat").exists() else None
     corpus = ensure_corpus(run.corpus)
     cfg = TrainConfig(model=run.model, corpus=str(corpus), seed=run.seed,
                       train_tokens=run.train_tokens, seq_len=run.seq_len,
@@ -144,6 +181,10 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
     t0 = time.time()
     res = Trainer(cfg, work / f"{run.probe}-{run.model}-s{run.seed}-{cfg.fingerprint()}",
                   progress=False).run()
+    if res.summary["status"] != "finished" or res.summary["step"] < res.summary["total_steps"]:
+        raise UserError(f"{run.model} seed {run.seed} stopped at step {res.summary['step']} of "
+                        f"{res.summary['total_steps']} (interrupted): the row is not recorded; "
+                        "run the probe again to finish it")
     ckpt = list_checkpoints(res.out / "checkpoints")[-1][1]
     model, mcfg = load_checkpoint(ckpt)
     tok = load_tokenizer(ckpt)
@@ -170,9 +211,10 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
                     "exposures_per_person": s["tokens"] / (kb.n_people * (3 + kb.n_values + 1))})
     if run.corpus.weights["arithmetic"] > 0:
         row.update(_gsm_accuracy(model, tok, corpus, run.corpus.n_eval_arithmetic))
-    load_end = load_average()
+    other_run = other_cores(since) if since else 0.0
     row.update({"wall_s": time.time() - t0, "threads": threads, "load_start": load_start,
-                "load_end": load_end, "busy": busy or load_end > threads})
+                "load_end": load_average(), "other_cores_start": other_start,
+                "other_cores_run": other_run, "busy": busy or other_run > OTHER_CORES_MAX})
     return row
 
 
@@ -193,6 +235,15 @@ def read_rows(out: Path) -> list[dict]:
     return rows
 
 
+def _run_key(run: ProbeRun) -> tuple:
+    return (run.probe, run.model, run.seed, run.corpus.fingerprint(), run.train_tokens)
+
+
+def _row_key(row: dict) -> tuple:
+    return (row.get("probe"), row.get("model"), row.get("seed"), row.get("corpus_fingerprint"),
+            row.get("tokens"))
+
+
 def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int = 0,
               allow_busy: bool = False, work: Path | None = None, log=print) -> list[dict]:
     """Run every run of ``probe``, appending each row to ``out`` (atomically) as it ends."""
@@ -201,9 +252,13 @@ def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int =
     work = work or out.with_name(out.stem + "-runs")
     new = []
     for run in plan_runs(probe, scale_down):
+        key = _run_key(run)
+        if any(_row_key(r) == key and not r.get("busy") for r in rows):
+            log(f"{run.probe} {run.model} seed {run.seed}: already recorded (not busy), kept")
+            continue
         row = run_one(run, work, threads, allow_busy)
         new.append(row)
-        rows.append(row)
+        rows = [r for r in rows if _row_key(r) != key] + [row]
         write_text(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         log(json.dumps({k: row[k] for k in ("probe", "model", "seed", "tokens", "tpp",
                                             "tok_s", "load_start", "busy")
