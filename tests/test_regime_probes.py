@@ -104,14 +104,25 @@ def test_other_cores_subtracts_this_process_and_a_rerun_keeps_clean_rows(probe_h
                                                                            monkeypatch):
     """A sibling run that just ended (high load average) is not contention; this process's
     own CPU time is not counted; a rerun keeps clean rows and replaces busy ones."""
+    from optimal_sparsity.bench import timing
     from optimal_sparsity.study import regime_probes
 
-    clock = iter([(100.0, 10.0, 0.0), (118.0, 28.0, 10.0)])  # 18 s busy, all of it ours
-    monkeypatch.setattr(regime_probes, "_cpu_seconds", lambda: next(clock))
-    assert regime_probes.other_cores(regime_probes._cpu_seconds()) == 0.0
-    # 20 busy CPU-seconds in 10 s, 10 of them ours: another process used one core
-    monkeypatch.setattr(regime_probes, "_cpu_seconds", lambda: (20.0, 10.0, 10.0))
-    assert regime_probes.other_cores((0.0, 0.0, 0.0)) == pytest.approx(1.0)
+    monkeypatch.setattr(regime_probes.os, "cpu_count", lambda: 2)
+    # 1,800 busy jiffies of 2,000, all of them this process's (a sibling run that just ended
+    # leaves a high load average but no other process): 0 other cores
+    machine = iter([(100, 1000), (1900, 3000)])
+    own = iter([10, 1810])
+    monkeypatch.setattr(timing, "_cpu_jiffies", lambda: next(machine))
+    monkeypatch.setattr(timing, "_own_jiffies", lambda: next(own))
+    with timing.OtherLoad() as load:
+        pass
+    assert regime_probes._cores(load) == 0.0
+    # 2,000 busy of 2,000, half of them another process's: one other core
+    machine = iter([(0, 0), (2000, 2000)])
+    own = iter([0, 1000])
+    with timing.OtherLoad() as load:
+        pass
+    assert regime_probes._cores(load) == pytest.approx(1.0)
 
     runs = regime_probes.plan_runs("router", True)
     out = probe_home / "router.jsonl"

@@ -4,9 +4,9 @@
 own trainer on a cached corpus and evaluates with its own evaluation code, one JSON line
 per run: config, parameters, tokens, TPP, tokens/s, bits stored (values-style knowledge),
 validation CE per source, and the CPU that *other* processes used before and during the
-run (machine-wide busy time from ``/proc/stat`` minus this process's own CPU time, in
-cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores
-is refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
+run (``bench.timing.OtherLoad``: machine-wide busy time minus this process's own, in
+cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores is
+refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
 more than that on average is marked ``busy``: a contended run measures the machine, not
 the model. (The 1-minute load average is recorded too, but it cannot decide: it still
 counts a sibling run that ended seconds ago.)
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.atomic import write_text
+from optimal_sparsity.bench.timing import OtherLoad
 from optimal_sparsity.data.arithmetic import ArithmeticConfig
 from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
@@ -113,32 +114,15 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def _cpu_seconds() -> tuple[float, float, float]:
-    """(machine busy CPU-seconds, this process's and its children's CPU-seconds, time)."""
-    import resource
-
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ticks = [int(x) for x in fields]
-    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
-    own = sum(getattr(resource.getrusage(w), a) for w in
-              (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for a in ("ru_utime", "ru_stime"))
-    return busy / os.sysconf("SC_CLK_TCK"), own, time.monotonic()
-
-
-def other_cores(since: tuple[float, float, float]) -> float:
-    """Cores that other processes used on average since ``since`` (a ``_cpu_seconds()``)."""
-    now = _cpu_seconds()
-    wall = max(now[2] - since[2], 1e-3)
-    return max(0.0, ((now[0] - since[0]) - (now[1] - since[1])) / wall)
-
-
 def other_cores_now(window_s: float = 3.0) -> float:
     """Cores other processes use, measured over ``window_s`` while this one sleeps."""
-    if not Path("/proc/stat").exists():
-        return 0.0
-    t = _cpu_seconds()
-    time.sleep(window_s)
-    return other_cores(t)
+    with OtherLoad() as load:
+        time.sleep(window_s)
+    return _cores(load)
+
+
+def _cores(load: OtherLoad) -> float:
+    return (load.fraction or 0.0) * (os.cpu_count() or 1)
 
 
 def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
@@ -171,7 +155,7 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
         raise UserError(f"other processes use {other_start:.2f} cores (more than "
                         f"{OTHER_CORES_MAX}): a contended run is not recorded (wait for a quiet "
                         "machine, or pass --allow-busy to record it marked busy)")
-    since = _cpu_seconds() if Path("/proc/stat").exists() else None
+    during = OtherLoad().__enter__()
     corpus = ensure_corpus(run.corpus)
     cfg = TrainConfig(model=run.model, corpus=str(corpus), seed=run.seed,
                       train_tokens=run.train_tokens, seq_len=run.seq_len,
@@ -211,7 +195,8 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
                     "exposures_per_person": s["tokens"] / (kb.n_people * (3 + kb.n_values + 1))})
     if run.corpus.weights["arithmetic"] > 0:
         row.update(_gsm_accuracy(model, tok, corpus, run.corpus.n_eval_arithmetic))
-    other_run = other_cores(since) if since else 0.0
+    during.__exit__()
+    other_run = _cores(during)
     row.update({"wall_s": time.time() - t0, "threads": threads, "load_start": load_start,
                 "load_end": load_average(), "other_cores_start": other_start,
                 "other_cores_run": other_run, "busy": busy or other_run > OTHER_CORES_MAX})
