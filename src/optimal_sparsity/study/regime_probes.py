@@ -126,14 +126,15 @@ def _cores(load: OtherLoad) -> float:
 
 
 def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
-    from optimal_sparsity.data.arithmetic import parse_final
+    from optimal_sparsity.data.arithmetic import parse_final, trivial_baselines
     from optimal_sparsity.study.probes import greedy
 
     lines = (corpus / "eval" / "gsm8k_proxy.jsonl").read_text().splitlines()[:limit]
     items = [json.loads(x) for x in lines]
     got = greedy(model, tok, [it["prompt"] for it in items], 40, ("\n", "<|", "Question"))
     acc = sum(parse_final(g) == int(it["target"]) for g, it in zip(got, items, strict=True))
-    return {"gsm8k_proxy_acc": acc / len(items), "gsm8k_proxy_n": len(items)}
+    return {"gsm8k_proxy_acc": acc / len(items), "gsm8k_proxy_n": len(items),
+            "gsm8k_proxy_trivial": max(trivial_baselines(items).values())}
 
 
 def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[str, Any]:
