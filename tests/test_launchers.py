@@ -98,6 +98,32 @@ def test_submitit_local_equals_local_launcher(sweep_home):
     assert logs == ["3 of 3 runs already trained; training 0"]
 
 
+def test_side_by_side_equals_one_at_a_time(sweep_home):
+    """``--jobs 2``: the tiny design's 3 runs (one thread each, 24 steps) trained two at a
+    time in worker processes give the same run directories and weights bit for bit as one
+    after the other in this process; the count of side-by-side runs follows the cores and
+    the threads each config names."""
+    from optimal_sparsity.study.sweep import local_jobs
+
+    design = get_design("tiny")
+    one = [few_steps(r, threads=1) for r in plan_runs(design, root=sweep_home / "one")]
+    two = [few_steps(r, threads=1) for r in plan_runs(design, root=sweep_home / "two")]
+    train_all(one, "local", progress=False, log=lambda _m: None, jobs=1)
+    logs: list[str] = []
+    train_all(two, "local", log=logs.append, jobs=2)
+    assert logs[1] == "training 3 runs, 2 at a time (one process each)"
+    assert sum(m.startswith("trained ") for m in logs) == 3, logs
+    for a, b in zip(one, two, strict=True):
+        assert b.finished
+        assert_same_run(a.run_dir, b.run_dir)
+    cores = os.cpu_count() or 1
+    assert local_jobs(two) == min(3, cores)  # one thread per run: one run per core
+    assert local_jobs([few_steps(r, threads=0) for r in two]) == 1  # all cores per run
+    assert local_jobs(two, jobs=5) == 3
+    with pytest.raises(UserError, match="--jobs must be >= 0"):
+        local_jobs(two, jobs=-1)
+
+
 def _job_pids() -> list[int]:
     """Processes below this one that run a submitit job (the task, not its controller)."""
     out, stack = [], [os.getpid()]

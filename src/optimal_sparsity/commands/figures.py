@@ -20,7 +20,8 @@ def _options(args: argparse.Namespace):
     return Options(mode=args.mode, scale=args.scale, launcher=args.launcher,
                    results=args.results, check=not args.no_check, lock=args.lock,
                    allow_unpinned=args.allow_unpinned, hub_cache=args.hub_cache,
-                   limit=args.limit, slurm=settings_from_args(args), retries=args.retries)
+                   limit=args.limit, slurm=settings_from_args(args), retries=args.retries,
+                   jobs=args.jobs)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -191,6 +192,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="smoke: minutes (CI-sized); full: the whole scaled-down study")
     p.add_argument("--launcher", choices=LAUNCHERS, default="local",
                    help="local: in this process; submitit-local / slurm: one job per run")
+    p.add_argument("--jobs", type=bounded_int(0), default=0,
+                   help="local launcher: runs trained side by side, one process each "
+                        "(default: as many as the cores hold at the design's threads per run)")
     p.add_argument("--retries", type=int, default=2,
                    help="resubmissions of a job that died (submitit launchers)")
     p.add_argument("--dry-run", action="store_true",

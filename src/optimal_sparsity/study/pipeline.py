@@ -43,6 +43,7 @@ class Options:
     limit: int = 0  # pull mode: items per task (0: all)
     slurm: SlurmSettings | None = None  # --launcher slurm
     retries: int = 2  # resubmissions of a job that died (submitit launchers)
+    jobs: int = 0  # local launcher: runs trained side by side (0: as the cores hold)
 
 
 def _label(design: StudyDesign, mode: str) -> str:
@@ -123,7 +124,8 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
 
     runs = _runs_for(design, spec)
     train_all(runs, opts.launcher, progress=opts.progress, log=log, slurm=opts.slurm,
-              retries=opts.retries, trained=clock.trained if clock is not None else None)
+              retries=opts.retries, trained=clock.trained if clock is not None else None,
+              jobs=opts.jobs)
     for i, run in enumerate(runs, 1):
         log(f"[{i}/{len(runs)}] evaluate {run.point.label} seed {run.seed} ({spec.id})")
         t0 = time.perf_counter()

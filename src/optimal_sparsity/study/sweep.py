@@ -16,6 +16,7 @@ resumes; docs/scale-out.md describes both and the paper-scale job.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -130,6 +131,48 @@ def _executor(launcher: str, folder: Path, settings: SlurmSettings):
                         ) from None
 
 
+def local_jobs(runs: list[PointRun], jobs: int = 0) -> int:
+    """How many of ``runs`` train at once on this machine: ``jobs``, or (0) as many as the
+    cores hold at the threads each run's config names (a config with threads = 0 takes
+    every core, so its runs go one at a time)."""
+    if jobs < 0:
+        raise UserError(f"--jobs must be >= 0 (got {jobs})")
+    if not runs:
+        return 1
+    if jobs:
+        return min(jobs, len(runs))
+    cores = os.cpu_count() or 1
+    per_run = max(r.config.threads or cores for r in runs)
+    return max(1, min(len(runs), cores // per_run))
+
+
+def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], None],
+                        trained: Callable[[PointRun, float], None] | None) -> None:
+    """Train ``todo`` in ``jobs`` worker processes; the first failure stops the rest."""
+    import multiprocessing
+    import time
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    log(f"training {len(todo)} runs, {jobs} at a time (one process each)")
+    t0 = time.perf_counter()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(train_run, r, False): r for r in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for f in done:
+                r = futures[f]
+                f.result()  # re-raises the run's error here
+                log(f"trained {r.point.label} seed {r.seed} -> {r.run_dir}")
+                if trained is not None:  # runs go side by side: the time since the last one
+                    now = time.perf_counter()
+                    trained(r, now - t0)
+                    t0 = now
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _job_outcome(job, local: bool) -> tuple[str, object]:
     """("ok", result) | ("died", message) | ("failed", message) for a finished job."""
     import submitit
@@ -159,7 +202,8 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
               log: Callable[[str], None] = print, folder: Path | None = None,
               slurm: SlurmSettings | None = None, retries: int = 2,
               dry_run: bool = False,
-              trained: Callable[[PointRun, float], None] | None = None) -> None:
+              trained: Callable[[PointRun, float], None] | None = None,
+              jobs: int = 0) -> None:
     """Train every run that is not finished yet; ``trained(run, seconds)`` after each.
 
     With a submitit launcher each run is one job; a job that dies without a result
@@ -167,6 +211,8 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
     ``retries`` times and resumes from its last checkpoint; a job whose code raised is
     not (it would fail again) and its error is one line naming the run and the log.
     ``dry_run`` (slurm) prints the batch script of every run instead of submitting.
+    ``jobs`` (local): runs trained side by side, each in its own process with the threads
+    its config names (0: as many as the cores hold, ``local_jobs``).
     """
     import time
 
@@ -187,6 +233,9 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
     todo = [r for r in runs if not r.finished]
     log(f"{len(runs) - len(todo)} of {len(runs)} runs already trained; training {len(todo)}")
     if not todo:
+        return
+    if launcher == "local" and local_jobs(todo, jobs) > 1:
+        _train_side_by_side(todo, local_jobs(todo, jobs), log, trained)
         return
     if launcher == "local":
         for i, r in enumerate(todo, 1):
