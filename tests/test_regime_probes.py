@@ -57,7 +57,8 @@ def probe_home(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("probe,n_rows", [("capacity", 4), ("router", 2), ("reasoning", 3)])
+@pytest.mark.parametrize("probe,n_rows", [("capacity", 4), ("router", 2), ("reasoning", 3),
+                                           ("design", 2)])
 def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
     from optimal_sparsity.cli import main
 
@@ -74,11 +75,16 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         if probe == "reasoning":
             assert 0 <= r["gsm8k_proxy_acc"] <= 1 and 0 < r["gsm8k_proxy_trivial"] < 1
             assert set(r["val_loss_by_source"]) == {"arithmetic"}
-        else:
+        if probe == "design":
+            assert set(r["val_loss_by_source"]) == {"knowledge", "scripts", "arithmetic"}
+            assert 0 <= r["gsm8k_proxy_acc"] <= 1
+        if probe != "reasoning":
             assert 0 <= r["bits_stored"] <= r["bits_total"]
             assert r["bits_per_param"] == pytest.approx(r["bits_stored"] / r["total_params"])
     if probe == "router":
         assert [r["k"] for r in rows] == [2, 1]
+    if probe == "design":
+        assert [r["E"] for r in rows] == [2, 16] and {r["k"] for r in rows} == {2}
     if probe == "reasoning":
         assert [r["seed"] for r in rows] == [0, 1, 2]
 

@@ -21,6 +21,7 @@ counts a sibling run that ended seconds ago.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -35,7 +36,7 @@ from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
 from optimal_sparsity.errors import UserError
 
-PROBES = ("capacity", "router", "reasoning")
+PROBES = ("capacity", "router", "reasoning", "design")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
 
 
@@ -99,6 +100,15 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
     if probe == "capacity":
         return [ProbeRun(probe, c, f"s-d{d}-E{e}-k2", 0, c.train_tokens, **kw)
                 for c in (big, little) for e in (2, 16)]
+    if probe == "design":  # the two ends of the k = 2 family on the design's own corpus
+        from optimal_sparsity.study.design import candidate_design
+
+        design = candidate_design().corpus
+        mix = dataclasses.replace(big, train_tokens=8_000, w_knowledge=design.w_knowledge,
+                                  w_scripts=design.w_scripts, w_arithmetic=design.w_arithmetic,
+                                  n_eval_arithmetic=8) if scale_down else design
+        return [ProbeRun(probe, mix, f"s-d{d}-E{e}-k2", 0, mix.train_tokens, **kw)
+                for e in (2, 16)]
     if probe == "router":
         mid = big if scale_down else knowledge_corpus(4_096, 100)  # 4.9M tokens
         return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
