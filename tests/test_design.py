@@ -12,9 +12,19 @@ def test_decided_claims_exist():
 
 def test_grpo_runs_on_the_chosen_posttrain_points_only():
     smoke, full = DESIGNS["smoke"], DESIGNS["full"]
-    assert [p.E for p in smoke.points if smoke.gets_grpo(p)] == [1]
-    assert [p for p in full.points if full.gets_grpo(p)] == list(full.posttrain_points)
-    assert not full.gets_grpo(GridPoint(64, 8, 2))  # outside the post-training family
+    assert [p.E for p in smoke.points if smoke.gets_grpo(p)] == [2]
+    assert [p.E for p in full.points if full.gets_grpo(p)] == [2, 16]  # both ends of k = 2
+    assert [p.E for p in full.posttrain_points] == [2, 4, 8, 16]
+    assert not full.gets_grpo(GridPoint(64, 4, 4))  # outside the post-training family
+
+
+def test_anchors_must_be_grid_points():
+    import dataclasses
+
+    import pytest
+
+    with pytest.raises(ValueError, match="are not grid points"):
+        dataclasses.replace(DESIGNS["full"], anchors=(GridPoint(64, 32, 2),))
 
 
 def test_smoke_does_not_decide_claims_it_has_too_few_grpo_models_for():

@@ -1,7 +1,11 @@
 """The pinned references: tolerances from the standard error of the pinned mean (a 3-SE
-shift fails the regression check), and verdicts current under the verdict rule."""
+shift fails the regression check), and verdicts current under the verdict rule. Every pin
+is checked, the archived ones of earlier designs (``references/scaled/previous/``) too; the
+verdicts only of the pins measured on today's designs."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +17,26 @@ from optimal_sparsity.references import (
     load_scaled,
     pooled_seed_sd,
     recompute_tolerances,
+    references_dir,
     tolerance,
 )
 from optimal_sparsity.results.table import Row
+from optimal_sparsity.study.design import get_design
 
 SCALES = ("smoke", "full")
+SCALED = references_dir() / "scaled"
+PIN_FILES = sorted(p.relative_to(SCALED).as_posix() for p in SCALED.rglob("*.json"))
+CURRENT = [s for s in SCALES if load_scaled(s, get_design(s).fingerprint())]
+
+
+def _pin(rel: str) -> dict:
+    return json.loads((SCALED / rel).read_text())
+
+
+def test_the_default_scale_has_a_pin_of_its_current_design():
+    """`./reproduce` compares against a reference measured on the design it runs."""
+    assert "smoke" in CURRENT
+    assert any(p.startswith("previous/") for p in PIN_FILES)  # earlier designs are kept
 
 
 def _rows(ref, shift=None):
@@ -31,9 +50,9 @@ def _rows(ref, shift=None):
     return rows
 
 
-@pytest.mark.parametrize("scale", SCALES)
-def test_unshifted_pin_passes_and_a_3_se_shift_fails(scale):
-    ref = load_scaled(scale)
+@pytest.mark.parametrize("rel", PIN_FILES)
+def test_unshifted_pin_passes_and_a_3_se_shift_fails(rel):
+    ref = _pin(rel)
     bad, n = check(_rows(ref), ref)
     assert n == len(ref["values"]) and not bad
     with_se = [v for v in ref["values"] if v["se"] is not None]
@@ -59,19 +78,21 @@ def test_tolerance_basis():
     assert new["se"] == pytest.approx(0.1) and new["tolerance"] == pytest.approx(0.15)
 
 
-@pytest.mark.parametrize("scale", SCALES)
-def test_pinned_tolerances_follow_the_basis(scale):
-    ref = load_scaled(scale)
-    again = recompute_tolerances(ref, fallback=pooled_seed_sd(load_scaled("full")))
+@pytest.mark.parametrize("rel", PIN_FILES)
+def test_pinned_tolerances_follow_the_basis(rel):
+    ref = _pin(rel)
+    full = Path(rel).parent / "full.json"  # the fallback seed sd: full's, of the same design
+    fallback = pooled_seed_sd(_pin(full.as_posix())) if (SCALED / full).is_file() else {}
+    again = recompute_tolerances(ref, fallback=fallback)
     assert again["values"] == ref["values"]
     assert "SE of the pinned mean" in ref["tolerance_basis"]
     assert "tolerances" in ref["provenance"]
 
 
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("scale", CURRENT)
 def test_pinned_verdicts_are_current_under_the_rule(scale):
     """`./reproduce claims --reevaluate-pins` has been run since the rule last changed."""
-    ref = load_scaled(scale)
+    ref = load_scaled(scale, get_design(scale).fingerprint())
     new = reevaluate_reference(ref, scale)
     assert {k: (v["status"], v["statistic"]) for k, v in new.items()} == {
         k: (v["status"], v["statistic"]) for k, v in ref["verdicts"].items()}

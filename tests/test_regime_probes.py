@@ -31,20 +31,36 @@ def test_router_offenders_finds_the_k1_point_of_a_design():
     assert bad[0][1] < MIN_RELATIVE_ROUTER_GRAD
 
 
-def test_candidate_design_spans_tpp_on_both_sides_of_20_and_is_not_a_scale():
-    from optimal_sparsity.study.design import DESIGNS, candidate_design, design_tpp
+@pytest.mark.parametrize("scale", ["tiny", "smoke", "full"])
+def test_every_router_of_every_design_learns_from_the_lm_loss(scale):
+    """One CE backward at every grid point of the design: the router's gradient is
+    non-negligible against the experts' (no k = 1 MoE, no dense point inside a family)."""
+    from optimal_sparsity.study.design import get_design, router_offenders
 
-    d = candidate_design()
-    assert "candidate" not in DESIGNS
-    assert all(p.k >= 2 and p.k <= p.E for p in d.points)
-    assert {(p.k, p.E) for p in d.points} == {(2, 2), (2, 4), (2, 8), (2, 16), (2, 32),
+    design = get_design(scale)
+    assert router_offenders(design) == []
+    assert all(p.k >= 2 and p.k <= p.E for p in design.points)
+
+
+def test_full_spans_tpp_on_both_sides_of_20_in_each_family_with_replicated_ends():
+    from optimal_sparsity.study.design import FULL_PEOPLE, design_tpp, get_design
+
+    d = get_design("full")
+    assert {(p.k, p.E) for p in d.points} == {(2, 2), (2, 4), (2, 8), (2, 16),
                                              (4, 4), (4, 8), (4, 16)}
     tpp = design_tpp(d)
     k2 = [v["tpp"] for p, v in tpp.items() if p.k == 2]
     assert min(k2) < 10 and max(k2) > 30
-    assert len({v["active_params"] for p, v in tpp.items() if p.k == 2}) == 1
+    for k in (2, 4):  # one active budget per family; its two ends train two seeds
+        fam = sorted(p for p in d.points if p.k == k)
+        assert len({tpp[p]["active_params"] for p in fam}) == 1
+        assert len(d.seeds_of(fam[0])) == len(d.seeds_of(fam[-1])) == 2
+        assert len(d.seeds_of(fam[1])) == 1
+    assert d.n_runs == 11 and d.train["threads"] == 1
     assert d.corpus.knowledge.style == "values" and d.corpus.val_by_source
+    assert d.corpus.knowledge.n_people == FULL_PEOPLE
     assert abs(d.corpus.weights["arithmetic"] - 0.4) < 1e-9
+    assert d.posttrain_family == (64, 2)
 
 
 @pytest.fixture

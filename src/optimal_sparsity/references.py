@@ -48,14 +48,24 @@ def scaled_path(scale: str) -> Path:
     return references_dir() / "scaled" / f"{scale}.json"
 
 
-def load_scaled(scale: str) -> dict[str, Any] | None:
+def load_scaled(scale: str, design: str | None = None) -> dict[str, Any] | None:
+    """The pin of ``scale``; with ``design`` (``StudyDesign.fingerprint()``) only if it was
+    measured on that design (a pin of an earlier design is no reference for this one)."""
     path = scaled_path(scale)
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise IntegrityError(f"reference file {path} is corrupt: {err}") from err
+    if design is not None and pinned_design(doc) != design:
+        return None
+    return doc
+
+
+def pinned_design(doc: dict[str, Any]) -> str | None:
+    """The fingerprint of the design a pin was measured on (None: a pin older than it)."""
+    return doc.get("provenance", {}).get("design")
 
 
 def _kind(metric: str) -> str:
@@ -86,10 +96,12 @@ def pooled_seed_sd(reference: dict[str, Any] | None) -> dict[tuple[str, str], fl
     return {m: sd for m, (sd, _) in pooled_seed_noise(reference).items()}
 
 
-def noise_prior(scale: str | None) -> dict[tuple[str, str], tuple[float, float]]:
-    """The seed noise (sd, df) pinned at ``scale``, the prior of a design that does not
-    replicate its seeds (``StudyDesign.noise_from``; none: no prior)."""
-    return pooled_seed_noise(load_scaled(scale)) if scale else {}
+def noise_prior(scale: str | None, design: str | None = None
+                ) -> dict[tuple[str, str], tuple[float, float]]:
+    """The seed noise (sd, df) pinned at ``scale`` (measured on ``design``, if given), the
+    prior of a design that does not replicate its seeds (``StudyDesign.noise_from``; none:
+    no prior)."""
+    return pooled_seed_noise(load_scaled(scale, design)) if scale else {}
 
 
 def _entry(ident: dict[str, Any], value: float, sd: float, n: int, eval_se: float,
@@ -183,20 +195,25 @@ def check(rows: list[Row], reference: dict[str, Any],
 
 
 def pin(scale: str, rows: list[Row], verdicts: dict[str, dict[str, Any]],
-        provenance: dict[str, Any], figures: dict[str, Path] | None = None) -> Path:
-    """Write ``references/scaled/<scale>.json`` (and, for the figures given, their PNGs)."""
+        provenance: dict[str, Any], figures: dict[str, Path] | None = None,
+        seed_sd: dict[tuple[str, str], float] | None = None) -> Path:
+    """Write ``references/scaled/<scale>.json`` (and, for the figures given, their PNGs);
+    ``seed_sd``: the per-metric seed sd that one-seed values take as their SE (the
+    full-scale pin's, when measured on the current full design)."""
     import shutil
 
     from optimal_sparsity.atomic import write_json
 
     seeds = sorted({r.seed for r in rows})
+    # one-seed values take the seed sd pooled over this pin's own replicated points first
+    own = pooled_seed_sd({"values": reference_values(rows)})
     doc = {
         "about": "Scaled-down reference values measured by this artifact's own reference run. "
                  "Each value is the mean over seeds of a grid point's final checkpoint.",
         "tolerance_basis": TOLERANCE_BASIS,
         "provenance": {**provenance, "scale": scale, "seeds": seeds},
         "verdicts": verdicts,
-        "values": reference_values(rows, pooled_seed_sd(load_scaled("full"))),
+        "values": reference_values(rows, {**(seed_sd or {}), **own}),
     }
     path = scaled_path(scale)
     write_json(path, doc)

@@ -35,7 +35,7 @@ from optimal_sparsity.claims.registry import (
 from optimal_sparsity.claims.stats import STATUSES
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import scaled_config
-from optimal_sparsity.references import load_scaled, noise_prior, pooled_seed_sd
+from optimal_sparsity.references import load_scaled, pooled_seed_sd
 from optimal_sparsity.study.design import StudyDesign, get_design
 
 T = PROXY_TASKS
@@ -148,11 +148,11 @@ class NoiseModel:
     @classmethod
     def of_scale(cls, scale: str, noise_scale: float = 1.0) -> NoiseModel:
         design = get_design(scale)
-        ref = load_scaled(scale) or load_scaled("full")
-        full = load_scaled("full")
+        full = load_scaled("full", get_design("full").fingerprint())
+        ref = load_scaled(scale, design.fingerprint()) or full
         if ref is None:
-            raise UserError("calibration needs a pinned reference (references/scaled/full.json "
-                            "or the scale's own)")
+            raise UserError("calibration needs a pinned reference measured on the current "
+                            "design (references/scaled/full.json or the scale's own)")
         sums: dict[tuple[str, str], list[float]] = {}
         for v in ref["values"]:
             sums.setdefault((v["task"], v["metric"]), []).append(v["value"])
@@ -164,7 +164,7 @@ class NoiseModel:
         ev = design.eval
         n_eval = {T.sc_task: ev.sc_problems, T.grpo_task: grpo, T.grpo_second_task: grpo,
                   T.fewshot_task: ev.fewshot_limit, "": ev.limit or 300}
-        prior = {m: (s * noise_scale, df) for m, (s, df) in noise_prior(design.noise_from).items()}
+        prior = {m: (s * noise_scale, df) for m, (s, df) in design.noise_prior().items()}
         return cls(design, level, sd, n_eval, noise_scale, prior)
 
     def unit(self, m: tuple[str, str]) -> float:

@@ -841,13 +841,12 @@ def reevaluate_reference(reference: dict[str, Any], scale: str) -> dict[str, dic
     from dataclasses import asdict
 
     from optimal_sparsity.claims.data import reference_points
-    from optimal_sparsity.references import noise_prior
     from optimal_sparsity.study.design import get_design
 
     design = get_design(scale)
     data = ClaimData.of_points(reference_points(reference, design.corpus.train_tokens,
                                                 design.corpus.vocab_size),
-                               prior=noise_prior(design.noise_from))
+                               prior=design.noise_prior())
     out = {}
     for c in CLAIMS:
         old = reference.get("verdicts", {}).get(c.id)

@@ -15,7 +15,9 @@ END = "<!-- claims-table:end -->"
 
 
 def claims_markdown() -> str:
-    refs = {s: load_scaled(s) for s in ("smoke", "full")}
+    from optimal_sparsity.study.design import get_design
+
+    refs = {s: load_scaled(s, get_design(s).fingerprint()) for s in ("smoke", "full")}
 
     def expected(scale: str, cid: str) -> str:
         ref = refs[scale]

@@ -78,7 +78,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{c.name:16s} total {c.total_params / 1e9:7.3f}B  active "
                   f"{c.active_params / 1e9:6.3f}B  TPP {c.tpp:8.2f}  "
                   f"train FLOPs {c.train_flops:9.3g}{mark}")
-    pinned = load_scaled("full") or {}
+    from optimal_sparsity.study.design import get_design
+
+    pinned = load_scaled("full", get_design("full").fingerprint()) or {}
     print(f"# recommended for {args.goal}: {result.reason}", file=sys.stderr)
     for line in result.evidence(pinned.get("verdicts")):
         print(f"# evidence: {line}", file=sys.stderr)

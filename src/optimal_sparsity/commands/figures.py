@@ -172,10 +172,14 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if not res.skipped and args.figures:
             pngs[fig.id] = base / res.outputs["png"]
     prov = {k: run[k] for k in ("versions", "commit", "hardware", "time", "command")}
+    prov["design"] = get_design(args.scale).fingerprint()
     cold = run.get("cold_run") or {"wall_s": run["wall_s"], "command": run["command"]}
     prov["wall_time"] = (f"{cold['wall_s'] / 60:.0f} min on {run['hardware']} "
                          f"(`{cold['command']}` from an empty cache)")
-    path = pin(args.scale, rows, verdicts, prov, pngs)
+    from optimal_sparsity.references import load_scaled, pooled_seed_sd
+
+    full = load_scaled("full", get_design("full").fingerprint())
+    path = pin(args.scale, rows, verdicts, prov, pngs, seed_sd=pooled_seed_sd(full) or None)
     print(f"pinned {len(rows)} rows and {len(verdicts)} verdicts to {path}")
     return 0
 

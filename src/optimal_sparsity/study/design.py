@@ -3,9 +3,10 @@
 A design fixes everything a figure session needs: the corpus (one token budget shared
 by every grid point), the grid points, the seeds, the training recipe and what is
 evaluated. Scales: ``tiny`` (the end-to-end test: seconds per point), ``smoke`` (the
-default ``./reproduce``: at most 30 minutes on 2 cores) and ``full`` (the whole
-scaled-down study: at most 4 hours on 2 cores). RESULTS.md records how each choice
-was made and which probe justified it.
+default ``./reproduce``: at most 15 minutes on 2 cores) and ``full`` (the whole
+scaled-down study: at most 2 hours on 2 cores). Every study family has k >= 2 (at k = 1
+the router learns nothing from the LM loss: ``config.K1_ROUTER_NOTE``). RESULTS.md records
+how each choice was made and which probe justified it.
 """
 
 from __future__ import annotations
@@ -87,6 +88,47 @@ class StudyDesign:
     # The scale whose pinned seed variance stands in for metrics this design does not
     # replicate (one seed, the same recipe): ``claims.stats``.
     noise_from: str | None = None
+    # Replicated anchors: these points also train with ``anchor_seeds`` (beside ``seeds``),
+    # so every family has a pooled seed variance at its two ends.
+    anchors: tuple[GridPoint, ...] = ()
+    anchor_seeds: tuple[int, ...] = ()
+
+    def seeds_of(self, point: GridPoint) -> tuple[int, ...]:
+        """The seeds ``point`` trains with: the design's, plus the anchors' extra ones."""
+        return self.seeds + (self.anchor_seeds if point in self.anchors else ())
+
+    def fingerprint(self) -> str:
+        """What the pinned numbers depend on: corpus, grid, seeds, recipe, evaluation (not
+        which claims the design decides). A pin records it; a pin of another design is not
+        compared (``references.load_scaled``)."""
+        import dataclasses
+        import hashlib
+        import json
+
+        d = {"corpus": self.corpus.fingerprint(), "points": [p.label for p in self.points],
+             "seeds": self.seeds, "anchors": [p.label for p in self.anchors],
+             "anchor_seeds": self.anchor_seeds, "train": self.train,
+             "eval": dataclasses.asdict(self.eval), "fractions": self.intermediate_fractions,
+             "posttrain": [self.posttrain_family, self.posttrain_seeds, self.grpo_experts]}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()
+                              ).hexdigest()[:16]
+
+    def noise_prior(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """The seed noise pinned at ``noise_from``, if measured on that scale's design."""
+        from optimal_sparsity.references import noise_prior
+
+        if self.noise_from is None:
+            return {}
+        return noise_prior(self.noise_from, get_design(self.noise_from).fingerprint())
+
+    @property
+    def n_runs(self) -> int:
+        return sum(len(self.seeds_of(p)) for p in self.points)
+
+    def __post_init__(self) -> None:
+        stray = [p.label for p in self.anchors if p not in self.points]
+        if stray:
+            raise ValueError(f"design {self.scale}: anchors {stray} are not grid points")
 
     def train_config(self, point: GridPoint, seed: int, corpus_dir: str) -> TrainConfig:
         scaled_config(point.d, point.E, point.k)  # validates the point
@@ -107,6 +149,21 @@ class StudyDesign:
         return self.seeds[:self.posttrain_seeds]
 
 
+FULL_TOKENS = 12_500_000  # TPP > 30 at the dense end (E = 2, k = 2) for 8,192 people
+FULL_PEOPLE = 8_192  # probe (a): the dense end stores <= 70% of the base, E = 16 >= 1.5x it
+
+
+def study_corpus(train_tokens: int, n_people: int) -> CorpusConfig:
+    """The smoke and full corpus: values-style knowledge (``n_people``), 20% scripts, 40%
+    fresh arithmetic (probe (c)), per-source validation shards (AUDIT section 5)."""
+    return CorpusConfig(
+        train_tokens=train_tokens, val_tokens=40_000, vocab_size=512,
+        w_knowledge=0.4, w_scripts=0.2, w_arithmetic=0.4,
+        knowledge=KnowledgeConfig(n_people=n_people, style="values"),
+        scripts=ScriptsConfig(n_activities=100), arithmetic=ArithmeticConfig(),
+        n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300, val_by_source=True)
+
+
 def _family(d: int, ks: tuple[int, ...], es: tuple[int, ...], **kw) -> list[GridPoint]:
     return [GridPoint(d, e, k, **kw) for k in ks for e in es if e >= k]
 
@@ -119,51 +176,45 @@ def _designs() -> dict[str, StudyDesign]:
         n_eval_arithmetic=20, n_train_tasks=40, tokenizer_sample_docs=2000)
     tiny = StudyDesign(  # the end-to-end test: one family of three points, seconds each
         scale="tiny", corpus=tiny_corpus,
-        points=tuple(_family(32, (1,), (1, 2, 4), n_layers=2)), seeds=(0,),
+        points=tuple(_family(32, (2,), (2, 4, 8), n_layers=2)), seeds=(0,),
         train=dict(seq_len=64, micro_batch=8, train_tokens=48_000, lr=3e-3,
                    eval_sequences=8, threads=0),
         eval=EvalPlan(limit=10, batch_size=10, max_new_tokens=24, sc_problems=4,
                       sc_max_power=2, fewshot_shots=(0, 1), fewshot_limit=6,
                       grpo_overrides=(("max_steps", 2), ("eval_n", 4), ("n_prompts", 16),
                                       ("per_device_batch", 8), ("num_generations", 4))),
-        posttrain_family=(32, 1), intermediate_fractions=(0.5,),
+        posttrain_family=(32, 2), intermediate_fractions=(0.5,),
         decides=())  # 48k tokens and one seed: it checks the wiring, it decides no claim
-    # smoke and full share one corpus recipe (RESULTS.md, "design record"): records-style
-    # knowledge with few enough facts that each is seen hundreds of times (the memorization
-    # probe: below ~100 exposures nothing is recalled at any size), 2-3 step arithmetic with a
-    # new problem per document (held-out compositions), and scripts for the HellaSwag proxy.
-    def corpus(tokens: int) -> CorpusConfig:
-        return CorpusConfig(
-            train_tokens=tokens, val_tokens=40_000, vocab_size=512,
-            w_knowledge=0.35, w_scripts=0.15, w_arithmetic=0.5,
-            knowledge=KnowledgeConfig(n_people=150, style="records"),
-            scripts=ScriptsConfig(n_activities=100), arithmetic=ArithmeticConfig(),
-            n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300)
-
-    recipe = dict(seq_len=128, micro_batch=16, lr=3e-3, eval_sequences=64, threads=0)
+    # smoke and full share one corpus recipe (RESULTS.md, "design record"; the probes in
+    # references/probes/): values-style knowledge (single-token names and values: many bits
+    # per token), 2-3 step arithmetic with a new problem per document (held-out
+    # compositions), scripts for the HellaSwag proxy, 40/20/40, per-source validation CE.
+    recipe = dict(seq_len=128, micro_batch=16, lr=3e-3, eval_sequences=64,
+                  threads=1)  # one thread per run, runs side by side: bit-reproducible anywhere
     grpo = (("max_steps", 150), ("eval_n", 200), ("learning_rate", 5e-5), ("per_device_batch", 64))
-    # smoke runs GRPO on the dense model only (it validates the GRPO path in 2 x 3 min;
-    # on all four models it took 25 of 36 minutes), so it does not decide the GRPO claims:
-    # their full-scale effect (+0.03, lower bound +0.001) is below one-seed resolution.
-    smoke = StudyDesign(  # the default ./reproduce: one seed of the E sweep at k=1
-        scale="smoke", corpus=corpus(3_000_000),
-        points=tuple(_family(64, (1,), (1, 2, 4, 8))), seeds=(0,),
+    # smoke: the full recipe at a quarter of the tokens, one seed of the k = 2 family, with
+    # few enough people (1,024) that each is seen ~100 times. Not capacity-limited (both ends
+    # store >= 99.7% of a 1,024-person base: probe (a)), so it cannot decide the memorization
+    # claims; it decides what a within-model comparison decides with one seed.
+    smoke = StudyDesign(
+        scale="smoke", corpus=study_corpus(3_000_000, 1_024),
+        points=tuple(_family(64, (2,), (2, 4, 8, 16))), seeds=(0,),
         train=dict(train_tokens=3_000_000, **recipe),
         eval=EvalPlan(limit=200, sc_problems=40, sc_max_power=4, fewshot_limit=100,
                       grpo_overrides=grpo),
-        posttrain_family=(64, 1), grpo_experts=(1,),
-        # Measured by `./reproduce claims --calibrate --scale smoke`: Fig 4 over 4 runs and
-        # few-shot over 4 models err too often under the null (false not reproduced 0.11-0.25).
-        decides=("C5.memorization-sparser", "C7.memorization-tpp", "C6.ttc-raises-accuracy"),
-        noise_from="full")
-    full = StudyDesign(  # E sweeps at k=1 and k=2 (d=64), three seeds
-        scale="full", corpus=corpus(4_000_000),
-        points=tuple(_family(64, (1,), (1, 2, 4, 8, 16)) + _family(64, (2,), (2, 4, 8))),
-        seeds=(0, 1, 2),
-        train=dict(train_tokens=4_000_000, **recipe),
+        posttrain_family=(64, 2), grpo_experts=(2,),
+        decides=("C6.ttc-raises-accuracy",), noise_from="full")
+    # full: k = 2 (E 2..16) and k = 4 (E 4..16) at d = 64, one budget of 12.5M tokens (TPP
+    # on both sides of 20 inside each family), 8,192 people (probes (a) and (d): the dense
+    # end is capacity-limited), seed 0 everywhere and seed 1 at both ends of each family.
+    k2, k4 = _family(64, (2,), (2, 4, 8, 16)), _family(64, (4,), (4, 8, 16))
+    full = StudyDesign(
+        scale="full", corpus=study_corpus(FULL_TOKENS, FULL_PEOPLE),
+        points=tuple(k2 + k4), seeds=(0,), anchors=(k2[0], k2[-1], k4[0], k4[-1]),
+        anchor_seeds=(1,), train=dict(train_tokens=FULL_TOKENS, **recipe),
         eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,
                       grpo_overrides=grpo),
-        posttrain_family=(64, 1))
+        posttrain_family=(64, 2), grpo_experts=(2, 16))
     return {d.scale: d for d in (tiny, smoke, full)}
 
 
@@ -192,32 +243,6 @@ def router_offenders(design: StudyDesign, **kw) -> list[tuple[GridPoint, float]]
         if ratio <= MIN_RELATIVE_ROUTER_GRAD:
             out.append((p, ratio))
     return out
-
-
-# A candidate design in the paper's regime (not a registered scale until its probes ran) ---
-
-CANDIDATE_TOKENS = 12_500_000  # TPP > 30 at E = 2 for 8,192-16,384 people
-CANDIDATE_PEOPLE = 8_192  # to be set by the capacity probe (references/probes/PLAN.md)
-
-
-def candidate_design(n_people: int = CANDIDATE_PEOPLE,
-                     train_tokens: int = CANDIDATE_TOKENS) -> StudyDesign:
-    """k = 2 (E in 2..32) and k = 4 (E in 4..16) families at d = 64, one token budget,
-    values-style knowledge, 40% fresh arithmetic and per-source validation CE
-    (AUDIT section 5; references/probes/PLAN.md). Not in ``DESIGNS``: the probes decide."""
-    corpus = CorpusConfig(
-        train_tokens=train_tokens, val_tokens=40_000, vocab_size=512,
-        w_knowledge=0.4, w_scripts=0.2, w_arithmetic=0.4,
-        knowledge=KnowledgeConfig(n_people=n_people, style="values"),
-        scripts=ScriptsConfig(n_activities=100), arithmetic=ArithmeticConfig(),
-        n_eval_knowledge=600, n_eval_scripts=400, n_eval_arithmetic=300, val_by_source=True)
-    return StudyDesign(
-        scale="candidate", corpus=corpus,
-        points=tuple(_family(64, (2,), (2, 4, 8, 16, 32)) + _family(64, (4,), (4, 8, 16))),
-        seeds=(0,), train=dict(train_tokens=train_tokens, seq_len=128, micro_batch=16,
-                               lr=3e-3, eval_sequences=64, threads=0),
-        eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150),
-        posttrain_family=(64, 2))
 
 
 def corpus_vocab_size(corpus: CorpusConfig) -> int:

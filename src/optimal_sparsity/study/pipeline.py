@@ -18,7 +18,7 @@ from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.paths import REPO, mode_dir
-from optimal_sparsity.references import load_scaled, noise_prior
+from optimal_sparsity.references import load_scaled
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
 from optimal_sparsity.study.design import StudyDesign, get_design
@@ -47,8 +47,8 @@ class Options:
 
 
 def _label(design: StudyDesign, mode: str) -> str:
-    return (f"scaled-down retrain, {design.scale} scale ({len(design.points)} grid points x "
-            f"{len(design.seeds)} seed(s), {design.corpus.train_tokens / 1e6:g}M tokens each)"
+    return (f"scaled-down retrain, {design.scale} scale ({len(design.points)} grid points, "
+            f"{design.n_runs} runs, {design.corpus.train_tokens / 1e6:g}M tokens each)"
             if mode == "retrain" else "released checkpoints (pull mode)")
 
 
@@ -172,11 +172,14 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
                           "corpus; Fig 8 needs the released code models (pull mode)", out_dir)
         else:
             rows = ensure_results(design, spec, out_dir / "table", opts, log, clock)
-            reference = load_scaled(opts.scale) if opts.check else None
+            reference = load_scaled(opts.scale, design.fingerprint()) if opts.check else None
+            if opts.check and reference is None and load_scaled(opts.scale) is not None:
+                log(f"references/scaled/{opts.scale}.json was measured on an earlier design: "
+                    f"not compared (pin this one: ./reproduce pin --scale {opts.scale})")
             res = render(spec, rows, out_dir, mode=opts.mode, scale=opts.scale,
                          tasks=PROXY_TASKS, label=_label(design, opts.mode),
                          reference=reference, decides=None if design.decides is None
-                         else frozenset(design.decides), prior=noise_prior(design.noise_from))
+                         else frozenset(design.decides), prior=design.noise_prior())
     else:
         raise UserError(f"unknown mode {opts.mode!r}: one of {', '.join(MODES)}")
     res.wall_s = time.perf_counter() - t0

@@ -101,9 +101,9 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         return [ProbeRun(probe, c, f"s-d{d}-E{e}-k2", 0, c.train_tokens, **kw)
                 for c in (big, little) for e in (2, 16)]
     if probe == "design":  # the two ends of the k = 2 family on the design's own corpus
-        from optimal_sparsity.study.design import candidate_design
+        from optimal_sparsity.study.design import get_design
 
-        design = candidate_design().corpus
+        design = get_design("full").corpus
         mix = dataclasses.replace(big, train_tokens=8_000, w_knowledge=design.w_knowledge,
                                   w_scripts=design.w_scripts, w_arithmetic=design.w_arithmetic,
                                   n_eval_arithmetic=8) if scale_down else design

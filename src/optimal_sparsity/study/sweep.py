@@ -67,7 +67,7 @@ def plan_runs(design: StudyDesign, points: tuple[GridPoint, ...] | None = None,
     root = root or home() / "runs"
     runs = []
     for point in points or design.points:
-        for seed in seeds or design.seeds:
+        for seed in seeds or design.seeds_of(point):
             cfg = design.train_config(point, seed, str(corpus_dir))
             run_id = cfg.run_id(fp)
             runs.append(PointRun(point, seed, cfg, root / run_id, run_id))
