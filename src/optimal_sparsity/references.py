@@ -38,7 +38,8 @@ TOL_FLOOR = {"loss": 5e-4, "acc": 1e-3}
 TOL_CAP = {"loss": 0.25, "acc": 0.15}
 TOLERANCE_BASIS = (f"min(cap {TOL_CAP}, max(floor {TOL_FLOOR}, {TOL_SES:g} x SE of the pinned "
                    "mean)); SE = seed sd / sqrt(#seeds), with one seed the metric's seed sd "
-                   "pooled over the full-scale pin, else the evaluation's standard error "
+                   "pooled over the pin's own replicated points, else over the full-scale pin "
+                   "of the same design, else the evaluation's standard error "
                    "(se null: no error estimate, the cap). "
                    "A shift of 3 SE fails the check wherever 3 SE exceeds the floor; the floor "
                    "covers float differences across CPUs and thread counts")

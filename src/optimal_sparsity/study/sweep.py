@@ -153,14 +153,27 @@ def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], No
     import time
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
+    from optimal_sparsity.progress import Progress
+
     log(f"training {len(todo)} runs, {jobs} at a time (one process each)")
     t0 = time.perf_counter()
+    budget = {r.run_dir: r.config.total_steps() * r.config.seq_len * r.config.micro_batch
+              * r.config.grad_accum for r in todo}
+    total = sum(budget.values())
+    seen = {r.run_dir: _tokens_done(r.run_dir) for r in todo}
+    bar = Progress(total, "training", "tokens", initial=sum(seen.values()), log=log)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {pool.submit(train_run, r, False): r for r in todo}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
+            for f in futures:  # tokens trained so far, from each run's own metrics
+                r = futures[f]
+                now_tokens = budget[r.run_dir] if f in done else _tokens_done(r.run_dir)
+                if now_tokens > seen[r.run_dir]:
+                    bar.update(now_tokens - seen[r.run_dir])
+                    seen[r.run_dir] = now_tokens
             for f in done:
                 r = futures[f]
                 f.result()  # re-raises the run's error here
@@ -169,8 +182,24 @@ def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], No
                     now = time.perf_counter()
                     trained(r, now - t0)
                     t0 = now
+            futures = {f: r for f, r in futures.items() if f not in done}
     finally:
+        bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _tokens_done(run_dir: Path) -> int:
+    """The tokens a run has trained, from the last line of its ``metrics.jsonl`` (0 before
+    its first logged step)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().splitlines()
+        return int(json.loads(lines[-1]).get("tokens", 0)) if lines else 0
+    except (OSError, ValueError, IndexError):
+        return 0  # not started, or a line being written: the next poll reads it
 
 
 def _job_outcome(job, local: bool) -> tuple[str, object]:
