@@ -131,11 +131,19 @@ def reference_values(rows: list[Row], fallback: dict[tuple[str, str], float] | N
     for p in final_points(rows):
         for (task, metric), vals in sorted(p.values.items()):
             ident = {"model": p.name, "d": p.d, "E": p.E, "k": p.k, "n_layers": p.n_layers,
+                     "total_params": p.total_params, "active_params": p.active_params,
+                     "tokens": p.tokens,
+                     "tpp": round(p.tokens / p.total_params, 3) if p.total_params else None,
                      "task": task, "metric": metric}
             sd = float(np.std(vals, ddof=1)) if len(vals) >= 2 else 0.0
             out.append(_entry(ident, float(np.mean(vals)), sd, len(vals),
                               p.eval_se.get((task, metric), math.nan), fallback or {}))
     return out
+
+
+# What names a pinned value (the size fields are absent from pins older than them).
+IDENT_KEYS = ("model", "d", "E", "k", "n_layers", "total_params", "active_params", "tokens",
+              "tpp", "task", "metric")
 
 
 def _old_floor(metric: str) -> float:
@@ -153,7 +161,7 @@ def recompute_tolerances(doc: dict[str, Any], old_sigmas: float = 4.0,
     inside its tolerance (``old_sigmas`` x error, where that exceeded the old floor)."""
     values = []
     for v in doc["values"]:
-        ident = {k: v[k] for k in ("model", "d", "E", "k", "n_layers", "task", "metric")}
+        ident = {k: v[k] for k in IDENT_KEYS if k in v}
         eval_se = v.get("eval_se", math.nan)
         if "se" not in v and v["n_seeds"] < 2 and not math.isfinite(eval_se) and \
                 v.get("tolerance", 0) > _old_floor(v["metric"]) + 1e-12:  # an old-basis pin

@@ -188,7 +188,8 @@ def _one(part: Part) -> Verdict:
     return claim_verdict([("", part)])
 
 
-NO_POWER = "no power at this scale (one seed against the full-scale seed spread)"
+NO_POWER = ("not decided at this scale (its design decides only the claims its one seed "
+            "has the power for: StudyDesign.decides)")
 
 
 def undecided(v: Verdict, why: str = NO_POWER) -> Verdict:

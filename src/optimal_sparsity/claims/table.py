@@ -32,7 +32,7 @@ def claims_markdown() -> str:
 
     def cost(scale: str) -> str:
         ref = refs[scale]
-        return ref["provenance"].get("wall_time", "?") if ref else "?"
+        return ref["provenance"].get("wall_time", "?") if ref else "no pin of this design yet"
 
     lines = [BEGIN, "",
              "| id | figure | paper says | command | expected, smoke "

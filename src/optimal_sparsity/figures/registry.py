@@ -6,7 +6,8 @@ from __future__ import annotations
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.spec import FigureSpec, Panel
 
-BASE = ("pretrain", "taskloss", "accuracy")
+# knowledge_bits: bits stored per total parameter beside every point (values-style corpora)
+BASE = ("pretrain", "taskloss", "accuracy", "knowledge_bits")
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(

@@ -91,9 +91,9 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
     rows = claim_rows(results)
     counts = {s: sum(r["verdict"] == s for r in rows) for s in COLORS}
     n_flagged = sum(bool(r["undecided"]) for r in rows)
-    flagged_note = (f"{n_flagged} of {len(rows)} verdicts are flagged: this scale has no "
-                    "power to decide those claims (one seed against the full-scale seed "
-                    "spread, as the study design declares), so they read inconclusive."
+    flagged_note = (f"{n_flagged} of {len(rows)} verdicts are flagged: this scale does not "
+                    "decide those claims (its one seed lacks the power, as the study design "
+                    "declares), so they read inconclusive with the verdict they would read."
                     if n_flagged else "")
     regressions = [(r.figure, g) for r in results for g in r.regressions]
     shown = _shown(results, info.figures_dir or mode_dir(out_dir, info.mode, info.scale))

@@ -18,7 +18,8 @@ from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.sweep import PointRun
 
-BASE_TIERS = {"pretrain": "pretrain", "taskloss": "task_loss", "accuracy": "accuracy"}
+BASE_TIERS = {"pretrain": "pretrain", "taskloss": "task_loss", "accuracy": "accuracy",
+              "knowledge_bits": "knowledge_bits"}
 
 
 def _settings(design: StudyDesign, tiers: tuple[str, ...], **kw) -> EvalSettings:
