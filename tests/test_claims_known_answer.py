@@ -6,6 +6,7 @@ not at all (inconclusive), in exact tables whose point means are the planted val
 """
 
 import dataclasses
+import json
 import math
 import re
 
@@ -23,12 +24,29 @@ from optimal_sparsity.claims.registry import (
     ClaimData,
     evaluate_claims,
 )
+from optimal_sparsity.references import load_scaled, references_dir
+from optimal_sparsity.study.design import get_design
 
-NOISE = cal.NoiseModel.of_scale("full", 0.3)
+# The noise levels: the current full design's pin, or (until it is pinned) the archived full
+# pin of the earlier design; the grid and seeds are always the current design's.
+NOISE_PIN = load_scaled("full", get_design("full").fingerprint()) or json.loads(
+    (references_dir() / "scaled" / "previous" / "2026-12-02-k1" / "full.json").read_text())
+NOISE = cal.NoiseModel.of_scale("full", 0.3, NOISE_PIN)
 SIZE = 4.0
 # where the design itself cannot test the claim (its own known answer: not testable)
-UNTESTABLE = {"C7.tpp-optimum-near-20", "C8.code-optimum-dense"}
+UNTESTABLE = {"C8.code-optimum-dense"}
+# Claims the full design cannot resolve at the known-answer size: they must read inconclusive
+# (leaning the planted way), never the opposite verdict.
+LOW_POWER = {"C2.turning-point-moves":  # a U over the k = 4 family's 3 points, one seed at E = 8
+             "d64-k4: U inconclusive"}
 DECIDABLE = [c.id for c in CLAIMS if c.id not in UNTESTABLE]
+
+
+def _expect(cid, v, status):
+    if cid in LOW_POWER:
+        assert v.status in (status, INCONCLUSIVE) and LOW_POWER[cid] in v.statistic, v.statistic
+        return
+    assert v.status == status, v.statistic
 
 
 def _check(cid, plant, size=SIZE, noise=NOISE):
@@ -48,15 +66,13 @@ def _contradicting(cid):
 
 @pytest.mark.parametrize("cid", DECIDABLE)
 def test_known_answer_reproduced(cid):
-    v = _check(cid, cal._plants(False)[cid])
-    assert v.status == REPRODUCED, v.statistic
+    _expect(cid, _check(cid, cal._plants(False)[cid]), REPRODUCED)
 
 
 @pytest.mark.parametrize("cid", DECIDABLE)
 def test_known_answer_not_reproduced(cid):
     plant, size = _contradicting(cid)
-    v = _check(cid, plant, size)
-    assert v.status == NOT_REPRODUCED, v.statistic
+    _expect(cid, _check(cid, plant, size), NOT_REPRODUCED)
 
 
 @pytest.mark.parametrize("cid", DECIDABLE)
@@ -71,12 +87,13 @@ def test_known_answer_inconclusive(cid):
 def test_known_answer_not_testable_by_design(cid):
     v = _check(cid, cal._plants(False)[cid])
     assert v.status == NOT_TESTABLE
-    assert ("TPP range" in v.statistic) if "near-20" in cid else ("code corpus" in v.statistic)
+    assert "code corpus" in v.statistic
 
 
 def test_known_answer_not_testable_without_data_or_noise():
     assert all(v.status == NOT_TESTABLE for v in evaluate_claims([]).values())
-    one_seed = dataclasses.replace(cal.NoiseModel.of_scale("smoke", 0.3), prior={})
+    one_seed = dataclasses.replace(cal.NoiseModel.of_scale("smoke", 0.3, NOISE_PIN),
+                                   prior={})
     d = cal.simulate(one_seed, cal._plants(False)["C1.loss-vs-params"], SIZE, None)
     v = CLAIMS_BY_ID["C1.loss-vs-params"].check(d)  # one seed, no evaluation error, no prior
     assert v.status == NOT_TESTABLE and "no noise estimate" in v.statistic
@@ -87,7 +104,7 @@ def test_known_answer_not_testable_without_data_or_noise():
 def test_known_answer_one_seed_uses_the_full_scale_seed_noise():
     """Smoke (one seed) takes the seed variance pinned at full scale: the same planted
     effect is decided, with the full-scale df in its t draws."""
-    smoke = cal.NoiseModel.of_scale("smoke", 0.3)
+    smoke = cal.NoiseModel.of_scale("smoke", 0.3, NOISE_PIN)
     assert smoke.prior and smoke.design.noise_from == "full"
     d = cal.simulate(smoke, cal._plants(False)["C1.loss-vs-params"], SIZE, None)
     v = CLAIMS_BY_ID["C1.loss-vs-params"].check(d)
@@ -131,14 +148,14 @@ def test_multi_part_claims_use_every_part_and_bonferroni():
                        for m in cal.MEM_ACC})
     v = _check("C5.memorization-sparser", plant)
     assert v.status == NOT_REPRODUCED
-    assert "d64-k1: reproduced" in v.statistic and "d64-k2: not reproduced" in v.statistic
+    assert "d64-k2: reproduced" in v.statistic and "d64-k4: not reproduced" in v.statistic
     assert "97.5% interval" in v.statistic  # 4 parts: each at 1 - 0.10 / 4
 
 
 def test_calibration_is_quick_deterministic_and_summarised():
     claims = ("C5.memorization-sparser", "C6.ttc-raises-accuracy", "C8.code-optimum-dense")
-    a = cal.calibrate("full", draws=4, claims=claims)
-    assert a == cal.calibrate("full", draws=4, claims=claims)
+    a = cal.calibrate("full", draws=4, claims=claims, reference=NOISE_PIN)
+    assert a == cal.calibrate("full", draws=4, claims=claims, reference=NOISE_PIN)
     assert set(a) == set(claims)
     assert a["C8.code-optimum-dense"].null[NOT_TESTABLE] == 1.0
     assert a["C6.ttc-raises-accuracy"].effect[REPRODUCED] >= 0.75

@@ -13,7 +13,7 @@ def test_decided_claims_exist():
 def test_grpo_runs_on_the_chosen_posttrain_points_only():
     smoke, full = DESIGNS["smoke"], DESIGNS["full"]
     assert [p.E for p in smoke.points if smoke.gets_grpo(p)] == []  # smoke runs no GRPO
-    assert [p.E for p in full.points if full.gets_grpo(p)] == [2, 16]  # both ends of k = 2
+    assert [p.E for p in full.points if full.gets_grpo(p)] == [2, 8, 16]  # a curve in k = 2
     assert [p.E for p in full.posttrain_points] == [2, 4, 8, 16]
     assert not full.gets_grpo(GridPoint(64, 4, 4))  # outside the post-training family
 

@@ -35,7 +35,7 @@ from optimal_sparsity.claims.registry import (
 from optimal_sparsity.claims.stats import STATUSES
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import scaled_config
-from optimal_sparsity.references import load_scaled, pooled_seed_sd
+from optimal_sparsity.references import load_scaled, pooled_seed_noise, pooled_seed_sd
 from optimal_sparsity.study.design import StudyDesign, get_design
 
 T = PROXY_TASKS
@@ -146,10 +146,19 @@ class NoiseModel:
     prior: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def of_scale(cls, scale: str, noise_scale: float = 1.0) -> NoiseModel:
+    def of_scale(cls, scale: str, noise_scale: float = 1.0,
+                 reference: dict | None = None) -> NoiseModel:
+        """The noise of ``scale``'s design: metric levels and seed sd from its pin (else the
+        full-scale pin of the current design), or from ``reference``, a pin given instead
+        (levels, seed sd and, for a one-seed design, the prior)."""
         design = get_design(scale)
-        full = load_scaled("full", get_design("full").fingerprint())
-        ref = load_scaled(scale, design.fingerprint()) or full
+        if reference is not None:
+            full = ref = reference
+            prior_src = pooled_seed_noise(reference) if design.noise_from else {}
+        else:
+            full = load_scaled("full", get_design("full").fingerprint())
+            ref = load_scaled(scale, design.fingerprint()) or full
+            prior_src = design.noise_prior()
         if ref is None:
             raise UserError("calibration needs a pinned reference measured on the current "
                             "design (references/scaled/full.json or the scale's own)")
@@ -164,7 +173,7 @@ class NoiseModel:
         ev = design.eval
         n_eval = {T.sc_task: ev.sc_problems, T.grpo_task: grpo, T.grpo_second_task: grpo,
                   T.fewshot_task: ev.fewshot_limit, "": ev.limit or 300}
-        prior = {m: (s * noise_scale, df) for m, (s, df) in design.noise_prior().items()}
+        prior = {m: (s * noise_scale, df) for m, (s, df) in prior_src.items()}
         return cls(design, level, sd, n_eval, noise_scale, prior)
 
     def unit(self, m: tuple[str, str]) -> float:
@@ -240,8 +249,6 @@ def simulate(noise: NoiseModel, plant: Plant, size: float,
     """One synthetic study (final points and, if the claim reads them, checkpoints);
     ``rng`` None: the exact table (``Exact``) with no realised noise."""
     exact = rng is None
-    if rng is None:
-        rng = Exact(len(noise.design.seeds))
     design = noise.design
     cov = _covariates(design)
     tokens = design.corpus.train_tokens
@@ -256,18 +263,20 @@ def simulate(noise: NoiseModel, plant: Plant, size: float,
         def mean_of(m: tuple[str, str], g=g, c=c) -> float:
             return _mean(noise, plant, g, c, m, size)
 
+        seeds = design.seeds_of(g)  # replicated anchors have more
+        point_rng = Exact(len(seeds)) if exact else rng
         for m in core:
             sd = noise.sigma(m)
             vals = []
-            for seed in design.seeds:
+            for seed in seeds:
                 run = f"{g.label}-{seed}"
-                e_run = rng.standard_normal()
+                e_run = point_rng.standard_normal()
                 vals.append(mean_of(m) + sd * e_run)
                 if plant.checkpoints and m in (T.train_loss, *MEM_ACC, *REA_ACC):
                     for f in (*design.intermediate_fractions, 1.0):
                         ck = _checkpoint(checkpoints, p, run, f, seed)
                         e = e_run if f == 1.0 or exact else RHO_CHECKPOINTS ** 0.5 * e_run \
-                            + (1 - RHO_CHECKPOINTS) ** 0.5 * rng.standard_normal()
+                            + (1 - RHO_CHECKPOINTS) ** 0.5 * point_rng.standard_normal()
                         shift = -0.1 * math.log(f) if m == T.train_loss else 0.0
                         ck.values[m] = [mean_of(m) + shift + sd * e]
                         if m != T.train_loss:
@@ -352,9 +361,11 @@ class Rates:
 
 
 def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
-              claims: tuple[str, ...] | None = None, seed: int = 0) -> dict[str, Rates]:
-    """Per claim, the rate of each verdict under the null and under the claimed effect."""
-    noise = NoiseModel.of_scale(scale)
+              claims: tuple[str, ...] | None = None, seed: int = 0,
+              reference: dict | None = None) -> dict[str, Rates]:
+    """Per claim, the rate of each verdict under the null and under the claimed effect
+    (``reference``: the pin whose noise to use, ``NoiseModel.of_scale``)."""
+    noise = NoiseModel.of_scale(scale, reference=reference)
     worlds = {"null": _plants(True), "effect": _plants(False)}
     out = {}
     old_b = stats.B

@@ -216,7 +216,7 @@ def _designs() -> dict[str, StudyDesign]:
         anchor_seeds=(1,), train=dict(train_tokens=FULL_TOKENS, **recipe),
         eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,
                       grpo_overrides=grpo),
-        posttrain_family=(64, 2), grpo_experts=(2, 16))
+        posttrain_family=(64, 2), grpo_experts=(2, 8, 16))  # 3 points: a curve after GRPO
     return {d.scale: d for d in (tiny, smoke, full)}
 
 
