@@ -56,7 +56,11 @@ def test_unshifted_pin_passes_and_a_3_se_shift_fails(rel):
     bad, n = check(_rows(ref), ref)
     assert n == len(ref["values"]) and not bad
     with_se = [v for v in ref["values"] if v["se"] is not None]
-    assert len(with_se) >= 0.9 * len(ref["values"])
+    # a value has no SE only if it has one seed and no evaluation error (the losses of a
+    # one-seed pin before the full-scale pin of its design exists: tolerance at the cap)
+    assert all(v["n_seeds"] < 2 and "eval_se" not in v for v in ref["values"] if v["se"] is None)
+    if rel.endswith("full.json"):
+        assert len(with_se) >= 0.9 * len(ref["values"])
     for sign in (1, -1):
         bad, n = check(_rows(ref, lambda v, sign=sign: sign * 3 * v["se"] if v["se"] is not None
                              else 0.0), ref)

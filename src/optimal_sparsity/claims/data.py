@@ -150,15 +150,18 @@ def having(points: list[Point], *metrics: tuple[str, str]) -> list[Point]:
 
 def reference_points(reference: dict, tokens: int, vocab_size: int) -> list[Point]:
     """The final grid points of a pinned reference (``references/scaled/<scale>.json``):
-    each metric's mean, seed sd and #seeds as pinned, parameter counts from the grid
-    (the reference stores the point, not its sizes)."""
+    each metric's mean, seed sd and #seeds as pinned; parameter counts and tokens as
+    pinned, or (pins older than those fields) from the grid."""
     from optimal_sparsity.accounting import count_params
     from optimal_sparsity.grid import scaled_config
 
     points: dict[PointKey, Point] = {}
     for v in reference.get("values", []):
         key = (v["d"], v["E"], v["k"], v["n_layers"])
-        if key not in points:
+        if key not in points and "total_params" in v:  # a pin that records the sizes
+            points[key] = Point(*key, v["total_params"], v["active_params"], v["tokens"],
+                                run=v["model"])
+        elif key not in points:
             pc = count_params(scaled_config(v["d"], v["E"], v["k"], n_layers=v["n_layers"],
                                             vocab_size=vocab_size))
             points[key] = Point(*key, pc.total, pc.active, tokens, run=v["model"])

@@ -179,6 +179,11 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.references import load_scaled, pooled_seed_sd
 
     full = load_scaled("full", get_design("full").fingerprint())
+    prov["tolerances"] = (
+        f"computed when pinned ({run['time'][:10]}) on tolerance_basis from this run's seeds; "
+        "one-seed values: " + ("the seed sd pooled over the full-scale pin of this design"
+                               if full else "their evaluation error (no full-scale pin of "
+                               "this design yet; none for losses: the cap)"))
     path = pin(args.scale, rows, verdicts, prov, pngs, seed_sd=pooled_seed_sd(full) or None)
     print(f"pinned {len(rows)} rows and {len(verdicts)} verdicts to {path}")
     return 0
