@@ -227,7 +227,7 @@ def pin(scale: str, rows: list[Row], verdicts: dict[str, dict[str, Any]],
     path = scaled_path(scale)
     write_json(path, doc)
     for fig_id, png in (figures or {}).items():
-        dst = references_dir() / "scaled" / "figures" / f"{fig_id}.png"
+        dst = references_dir() / "scaled" / "figures" / scale / f"{fig_id}.png"
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, dst)
     return path

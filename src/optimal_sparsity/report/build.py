@@ -39,7 +39,7 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class Shown:
-    """One figure of the report: this run's PNG and the pinned full-scale one."""
+    """One figure of the report: this run's PNG and the pinned one (full scale if pinned)."""
 
     result: FigureResult
     png: Path | None
@@ -47,8 +47,12 @@ class Shown:
 
 
 def _pinned_png(fig_id: str) -> Path | None:
-    p = references_dir() / "scaled" / "figures" / f"{fig_id}.png"
-    return p if p.is_file() else None
+    """The pinned figure of the largest scale pinned (``references/scaled/figures/<scale>/``)."""
+    for scale in ("full", "smoke"):
+        p = references_dir() / "scaled" / "figures" / scale / f"{fig_id}.png"
+        if p.is_file():
+            return p
+    return None
 
 
 def _data_uri(png: Path) -> str:
@@ -161,8 +165,8 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
                 if s.png is not None else "<p class='skip'>No figure was written.</p>")
         if s.pinned is not None:
             body += (f"<figure><img src='{_data_uri(s.pinned)}' alt='{esc(res.figure)}, "
-                     "pinned full scale'><figcaption>Pinned reference: full scale, from "
-                     "references/</figcaption></figure>")
+                     f"pinned {s.pinned.parent.name} scale'><figcaption>Pinned reference: "
+                     f"{s.pinned.parent.name} scale, from references/</figcaption></figure>")
         figs.append(f"<section><h3>{esc(res.figure)}: {esc(spec.title)}</h3>"
                     f"<p class='paper'>Paper: {esc(spec.paper)}</p><div class='figs'>{body}"
                     "</div></section>")
