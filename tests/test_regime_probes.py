@@ -51,6 +51,8 @@ def test_full_spans_tpp_on_both_sides_of_20_in_each_family_with_replicated_ends(
     tpp = design_tpp(d)
     k2 = [v["tpp"] for p, v in tpp.items() if p.k == 2]
     assert min(k2) < 10 and max(k2) > 30
+    k4 = [v["tpp"] for p, v in tpp.items() if p.k == 4]  # k = 4: both sides of 20, not 30
+    assert min(k4) < 10 and 20 < max(k4) < 30
     for k in (2, 4):  # one active budget per family; its two ends train two seeds
         fam = sorted(p for p in d.points if p.k == k)
         assert len({tpp[p]["active_params"] for p in fam}) == 1
