@@ -24,12 +24,12 @@ from optimal_sparsity.claims.registry import (
     ClaimData,
     evaluate_claims,
 )
-from optimal_sparsity.references import load_scaled, references_dir
+from optimal_sparsity.references import references_dir
 from optimal_sparsity.study.design import get_design
 
 # The noise levels: the current full design's pin, or (until it is pinned) the archived full
 # pin of the earlier design; the grid and seeds are always the current design's.
-NOISE_PIN = load_scaled("full", get_design("full").fingerprint()) or json.loads(
+NOISE_PIN = get_design("full").pin() or json.loads(
     (references_dir() / "scaled" / "previous" / "2026-12-02-k1" / "full.json").read_text())
 NOISE = cal.NoiseModel.of_scale("full", 0.3, NOISE_PIN)
 SIZE = 4.0

@@ -14,7 +14,6 @@ from optimal_sparsity.references import (
     TOL_CAP,
     TOL_FLOOR,
     check,
-    load_scaled,
     pooled_seed_sd,
     recompute_tolerances,
     references_dir,
@@ -26,7 +25,7 @@ from optimal_sparsity.study.design import get_design
 SCALES = ("smoke", "full")
 SCALED = references_dir() / "scaled"
 PIN_FILES = sorted(p.relative_to(SCALED).as_posix() for p in SCALED.rglob("*.json"))
-CURRENT = [s for s in SCALES if load_scaled(s, get_design(s).fingerprint())]
+CURRENT = [s for s in SCALES if get_design(s).pin()]
 
 
 def _pin(rel: str) -> dict:
@@ -96,7 +95,7 @@ def test_pinned_tolerances_follow_the_basis(rel):
 @pytest.mark.parametrize("scale", CURRENT)
 def test_pinned_verdicts_are_current_under_the_rule(scale):
     """`./reproduce claims --reevaluate-pins` has been run since the rule last changed."""
-    ref = load_scaled(scale, get_design(scale).fingerprint())
+    ref = get_design(scale).pin()
     new = reevaluate_reference(ref, scale)
     assert {k: (v["status"], v["statistic"]) for k, v in new.items()} == {
         k: (v["status"], v["statistic"]) for k, v in ref["verdicts"].items()}

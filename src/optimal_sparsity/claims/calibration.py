@@ -35,7 +35,7 @@ from optimal_sparsity.claims.registry import (
 from optimal_sparsity.claims.stats import STATUSES
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import scaled_config
-from optimal_sparsity.references import load_scaled, pooled_seed_noise, pooled_seed_sd
+from optimal_sparsity.references import pooled_seed_noise, pooled_seed_sd
 from optimal_sparsity.study.design import StudyDesign, get_design
 
 T = PROXY_TASKS
@@ -156,8 +156,8 @@ class NoiseModel:
             full = ref = reference
             prior_src = pooled_seed_noise(reference) if design.noise_from else {}
         else:
-            full = load_scaled("full", get_design("full").fingerprint())
-            ref = load_scaled(scale, design.fingerprint()) or full
+            full = get_design("full").pin()
+            ref = design.pin() or full
             prior_src = design.noise_prior()
         if ref is None:
             raise UserError("calibration needs a pinned reference measured on the current "

@@ -59,7 +59,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from optimal_sparsity.planner import plan
-    from optimal_sparsity.references import load_scaled
 
     result = plan(args.tokens, args.goal, active_params=args.active_params,
                   flops_budget=args.flops_budget, max_total_params=args.max_total_params,
@@ -80,7 +79,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"train FLOPs {c.train_flops:9.3g}{mark}")
     from optimal_sparsity.study.design import get_design
 
-    pinned = load_scaled("full", get_design("full").fingerprint()) or {}
+    pinned = get_design("full").pin() or {}
     print(f"# recommended for {args.goal}: {result.reason}", file=sys.stderr)
     for line in result.evidence(pinned.get("verdicts")):
         print(f"# evidence: {line}", file=sys.stderr)

@@ -176,9 +176,9 @@ def cmd_pin(args: argparse.Namespace) -> int:
     cold = run.get("cold_run") or {"wall_s": run["wall_s"], "command": run["command"]}
     prov["wall_time"] = (f"{cold['wall_s'] / 60:.0f} min on {run['hardware']} "
                          f"(`{cold['command']}` from an empty cache)")
-    from optimal_sparsity.references import load_scaled, pooled_seed_sd
+    from optimal_sparsity.references import pooled_seed_sd
 
-    full = load_scaled("full", get_design("full").fingerprint())
+    full = get_design("full").pin()
     prov["tolerances"] = (
         f"computed when pinned ({run['time'][:10]}) on tolerance_basis from this run's seeds; "
         "one-seed values: " + ("the seed sd pooled over the full-scale pin of this design"

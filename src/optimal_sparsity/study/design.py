@@ -113,6 +113,12 @@ class StudyDesign:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()
                               ).hexdigest()[:16]
 
+    def pin(self) -> dict | None:
+        """``references/scaled/<scale>.json`` if it was measured on this design, else None."""
+        from optimal_sparsity.references import load_scaled
+
+        return load_scaled(self.scale, self.fingerprint())
+
     def noise_prior(self) -> dict[tuple[str, str], tuple[float, float]]:
         """The seed noise pinned at ``noise_from``, if measured on that scale's design."""
         from optimal_sparsity.references import noise_prior

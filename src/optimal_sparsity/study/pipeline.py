@@ -172,7 +172,7 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
                           "corpus; Fig 8 needs the released code models (pull mode)", out_dir)
         else:
             rows = ensure_results(design, spec, out_dir / "table", opts, log, clock)
-            reference = load_scaled(opts.scale, design.fingerprint()) if opts.check else None
+            reference = design.pin() if opts.check else None
             if opts.check and reference is None and load_scaled(opts.scale) is not None:
                 log(f"references/scaled/{opts.scale}.json was measured on an earlier design: "
                     f"not compared (pin this one: ./reproduce pin --scale {opts.scale})")

@@ -157,8 +157,7 @@ def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], No
 
     log(f"training {len(todo)} runs, {jobs} at a time (one process each)")
     t0 = time.perf_counter()
-    budget = {r.run_dir: r.config.total_steps() * r.config.seq_len * r.config.micro_batch
-              * r.config.grad_accum for r in todo}
+    budget = {r.run_dir: r.config.total_steps() * r.config.tokens_per_step() for r in todo}
     total = sum(budget.values())
     seen = {r.run_dir: _tokens_done(r.run_dir) for r in todo}
     bar = Progress(total, "training", "tokens", initial=sum(seen.values()), log=log)

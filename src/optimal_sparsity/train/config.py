@@ -76,11 +76,13 @@ class TrainConfig:
         need(all(0 < f < 1 for f in self.keep_fractions), "keep_fractions must be in (0, 1)")
         need(self.precision in ("fp32", "bf16"), "precision must be fp32 or bf16")
 
+    def tokens_per_step(self, world_size: int = 1) -> int:
+        return self.seq_len * self.micro_batch * self.grad_accum * world_size
+
     def total_steps(self, world_size: int = 1) -> int:
         if self.steps is not None:
             return self.steps
-        per_step = self.seq_len * self.micro_batch * self.grad_accum * world_size
-        return max(1, -(-int(self.train_tokens or 0) // per_step))
+        return max(1, -(-int(self.train_tokens or 0) // self.tokens_per_step(world_size)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
