@@ -20,6 +20,8 @@ from optimal_sparsity.bench.cases import (
     EndToEndCase,
     GenerateCase,
     MoELayerCase,
+    StudyTrainCase,
+    UnderLoadCase,
     case_from_dict,
     case_to_dict,
 )
@@ -112,3 +114,32 @@ def test_end_to_end_row_times_a_process_and_reads_its_peak_memory():
     assert row["kind"] == "e2e" and row["repeats"] == 1
     with pytest.raises(RuntimeError, match="exit 3"):
         run_e2e(EndToEndCase("tiny"), [sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_study_rows_train_every_point_under_each_setup_and_beside_a_competitor():
+    """The study rows' workers train the tiny design's points (today's setup: one run at
+    a time on all cores; the study's: one per core, one thread each) with the same
+    warm-up losses, and the under-load row runs the same workers beside a competitor."""
+    from optimal_sparsity.bench.study import cores, run_study_train, run_under_load
+    from optimal_sparsity.study.design import get_design
+
+    row = run_study_train(StudyTrainCase("tiny", seconds=0.2, setups=("today", "study")))
+    labels = {p.label for p in get_design("tiny").points}
+    for name, jobs, threads in (("today", 1, cores()), ("study", cores(), 1)):
+        peer = row["peers"][name]
+        assert (peer["jobs"], peer["threads"]) == (jobs, threads)
+        assert set(peer["per_point_tokens_per_s"]) == labels
+        assert all(v > 0 for v in peer["per_point_tokens_per_s"].values())
+    rel = float(row["check"].rsplit(" ", 1)[1])
+    assert rel < 1e-5, row["check"]  # same math; threads may reorder sums
+    load = run_under_load(UnderLoadCase("tiny", "s-d32-E2-k2-L2", seconds=0.2,
+                                        setups=("study",)))
+    peer = load["peers"]["study"]
+    assert peer["idle_tokens_per_s"] > 0 and peer["tokens_per_s"] > 0
+    assert peer["loaded_fraction"] == peer["tokens_per_s"] / peer["idle_tokens_per_s"]
+    report = {"rows": [row, load], "targets": targets([row, load])}
+    assert [t["target"] for t in report["targets"]] == [
+        "study / today, sweep tokens/s >= 2", "study: loaded / idle tokens/s >= 0.4"]
+    titles = [t[0] for t in tables(report)]
+    assert any(t.startswith("The study's training") for t in titles)
+    assert any(t.startswith("Training beside a competing") for t in titles)

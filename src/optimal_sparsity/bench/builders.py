@@ -178,13 +178,12 @@ def train_config(case: TrainStepCase | EvalLossCase | GenerateCase) -> ModelConf
 
 
 def _adamw(model: nn.Module, fused: bool) -> torch.optim.Optimizer:
-    """The trainer's AdamW: (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    kw = {"fused": True} if fused else {"foreach": False}
-    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8, **kw)
+    """The trainer's AdamW (``train.loop.build_optimizer``) at a benchmark's learning rate."""
+    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.loop import build_optimizer
+
+    return build_optimizer(model, TrainConfig(model="bench", corpus="", steps=1, lr=1e-4),
+                           fused=fused)
 
 
 def _hf_model(cfg: ModelConfig, impl: str, device: torch.device) -> nn.Module:

@@ -128,10 +128,45 @@ class EndToEndCase:
         return f"./reproduce --scale {self.scale}"
 
 
-Case = MatmulCase | MoELayerCase | TrainStepCase | EvalLossCase | GenerateCase | EndToEndCase
+@dataclass(frozen=True)
+class StudyTrainCase:
+    """A design's training throughput under each trainer setup (``bench.study``): every
+    grid point of ``design`` trained ``seconds`` per setup, in worker processes, at the
+    design's batch, window and vocabulary."""
+
+    design: str
+    seconds: float = 8.0
+    setups: tuple[str, ...] = ("today", "side-by-side", "study")
+    kind: str = "study_train"
+
+    @property
+    def name(self) -> str:
+        return f"{self.design} design"
+
+
+@dataclass(frozen=True)
+class UnderLoadCase:
+    """One grid point of ``design`` trained under each setup, idle and beside one
+    CPU-bound process of ``competitor_threads`` threads (``bench.study``)."""
+
+    design: str
+    point: str
+    competitor_threads: int = 2
+    seconds: float = 8.0
+    setups: tuple[str, ...] = ("today", "study")
+    kind: str = "under_load"
+
+    @property
+    def name(self) -> str:
+        return f"{self.point} ({self.design}), one {self.competitor_threads}-thread competitor"
+
+
+Case = (MatmulCase | MoELayerCase | TrainStepCase | EvalLossCase | GenerateCase | StudyTrainCase
+        | UnderLoadCase | EndToEndCase)
 CASE_TYPES: dict[str, type] = {"matmul": MatmulCase, "moe_layer": MoELayerCase,
                                "train_step": TrainStepCase, "eval_loss": EvalLossCase,
-                               "generate": GenerateCase, "e2e": EndToEndCase}
+                               "generate": GenerateCase, "study_train": StudyTrainCase,
+                               "under_load": UnderLoadCase, "e2e": EndToEndCase}
 
 
 def case_to_dict(case: Case) -> dict[str, Any]:
@@ -139,7 +174,8 @@ def case_to_dict(case: Case) -> dict[str, Any]:
 
 
 def case_from_dict(d: dict[str, Any]) -> Case:
-    return CASE_TYPES[d["kind"]](**d)
+    return CASE_TYPES[d["kind"]](**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in d.items()})  # JSON has no tuples
 
 
 _PEAK = [MatmulCase(2048, 2048, 2048), MatmulCase(2048, 2048, 2048, "bfloat16")]
@@ -162,14 +198,20 @@ _GENERATE = [GenerateCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1", batch=1),
 _GPU_MOE = [MoELayerCase(d, e, k, tokens=16384, family="paper", dtype="bfloat16")
             for d in (512, 1024) for e, k in [(8, 2), (16, 4), (64, 8), (128, 8), (256, 16)]]
 
+# The study itself: each design's sweep under today's and the study's trainer setups, and
+# the densest-compute point beside a competing process.
+_STUDY = [StudyTrainCase("smoke"), StudyTrainCase("full"),
+          UnderLoadCase("full", "s-d64-E16-k4")]
+
 SUITES: dict[str, list[Case]] = {
-    "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN, *_EVAL, *_GENERATE],
+    "full": [*_PEAK, *_MOE_LIKE, *_SCALED_MOE, *_PAPER_MOE, *_TRAIN, *_EVAL, *_GENERATE,
+             *_STUDY],
     "quick": [*_PEAK,
               MoELayerCase(64, 8, 2), MoELayerCase(128, 8, 2), MoELayerCase(256, 16, 4),
               MoELayerCase(512, 8, 2, tokens=2048, family="paper"),
               TrainStepCase("s-d64-E8-k2", micro_batch=8), TrainStepCase("s-d256-E16-k4",
                                                                          micro_batch=8),
-              EvalLossCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1")],
+              EvalLossCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1"), *_STUDY],
     # The default reproduction, timed end to end (about 15 minutes).
     "e2e": [EndToEndCase("smoke")],
     "gpu": [MatmulCase(8192, 8192, 8192, "bfloat16"), *_GPU_MOE],

@@ -98,6 +98,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
                             *(f"{n} %pk" for n in names),
                             "peak MiB (" + " / ".join(names) + ")", "check", "other load"],
                     body))
+    out.extend(_study_tables(rows))
     e2e = [r for r in rows if r["kind"] == "e2e"]
     if e2e:
         out.append(("End to end (from an empty cache, timed once)",
@@ -110,6 +111,40 @@ def tables(report: dict[str, Any]) -> list[Table]:
         out.append(("Targets", ["row", "target", "value", "met"],
                     [[t["row"], t["target"], f"{t['value']:.2f}",
                       "yes" if t["met"] else "NO"] for t in tg]))
+    return out
+
+
+def _setup_label(p: dict[str, Any]) -> str:
+    return (f"{p['jobs']} x {p['threads']} thread{'s' if p['threads'] > 1 else ''}"
+            + (", freed memory kept" if p["keep_freed"] else ""))
+
+
+def _study_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    out: list[Table] = []
+    study = [r for r in rows if r["kind"] == "study_train"]
+    if study:
+        body = []
+        for r in study:
+            p = r["peers"]
+            base = p.get("today", next(iter(p.values())))["tokens_per_s"]
+            for name, v in p.items():
+                per = ", ".join(f"{k} {_k(x)}" for k, x in v["per_point_tokens_per_s"].items())
+                body.append([r["name"], name, _setup_label(v), _k(v["tokens_per_s"]),
+                             f"{v['tokens_per_s'] / base:.2f}x", per, _load(r)])
+            body[-1][5] += f" ({r['check']})"
+        out.append(("The study's training: every grid point of a design, trained side by "
+                    "side as the setup places runs (sweep tokens/s = jobs x n / sum of "
+                    "1/rate; per point: tokens/s of each run)",
+                    ["design", "setup", "runs x threads", "sweep tok/s", "vs today",
+                     "per point tok/s", "other load (before)"], body))
+    load = [r for r in rows if r["kind"] == "under_load"]
+    if load:
+        out.append(("Training beside a competing CPU-bound process (tokens/s of all runs)",
+                    ["point, competitor", "setup", "runs x threads", "idle tok/s",
+                     "loaded tok/s", "loaded / idle", "other load (before)"],
+                    [[r["name"], name, _setup_label(v), _k(v["idle_tokens_per_s"]),
+                      _k(v["tokens_per_s"]), _pct(v["loaded_fraction"]), _load(r)]
+                     for r in load for name, v in r["peers"].items()]))
     return out
 
 

@@ -146,6 +146,13 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if peer in largest["peers"]:
                 add(largest, f"{peer}: training step of the largest config >= 50% of peak",
                     largest["peers"][peer]["frac_peak"], 0.5)
+    for row in rows:
+        p = row["peers"]
+        if row["kind"] == "study_train" and {"today", "study"} <= p.keys():
+            add(row, "study / today, sweep tokens/s >= 2", p["study"]["tokens_per_s"]
+                / p["today"]["tokens_per_s"], 2.0)
+        if row["kind"] == "under_load" and "study" in p:
+            add(row, "study: loaded / idle tokens/s >= 0.4", p["study"]["loaded_fraction"], 0.4)
     return out
 
 
@@ -164,6 +171,15 @@ def run_suite(cases: Sequence[Case], *, suite: str, repeats: int, device: str = 
             from optimal_sparsity.bench.e2e import run_e2e
 
             rows.append(run_e2e(case))  # type: ignore[arg-type]
+            continue
+        if case.kind in ("study_train", "under_load"):
+            from optimal_sparsity.bench.study import run_study_train, run_under_load
+
+            run = run_study_train if case.kind == "study_train" else run_under_load
+            with OtherLoad() as load:  # the second before: the row's workers are children
+                time.sleep(1.0)
+            rows.append(run(case))  # type: ignore[arg-type]
+            rows[-1]["other_load"] = load.fraction
             continue
         rows.append(run_case(case, repeats, dev, memory, row_budget_s, peak_size,
                              min(min_repeats, repeats)))

@@ -10,7 +10,8 @@ from pathlib import Path
 from optimal_sparsity.cli import REPO, device_arg, positive_float, positive_int, thread_count
 from optimal_sparsity.errors import UserError
 
-KINDS = ("matmul", "moe_layer", "train_step", "eval_loss", "generate", "e2e")
+KINDS = ("matmul", "moe_layer", "train_step", "eval_loss", "generate", "study_train",
+         "under_load", "e2e")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
