@@ -153,7 +153,7 @@ class UnderLoadCase:
     point: str
     competitor_threads: int = 2
     seconds: float = 8.0
-    setups: tuple[str, ...] = ("today", "study")
+    setups: tuple[str, ...] = ("today", "all-cores-passive", "study")
     kind: str = "under_load"
 
     @property
@@ -212,8 +212,10 @@ SUITES: dict[str, list[Case]] = {
               TrainStepCase("s-d64-E8-k2", micro_batch=8), TrainStepCase("s-d256-E16-k4",
                                                                          micro_batch=8),
               EvalLossCase("s-d64-E8-k1"), GenerateCase("s-d64-E8-k1"), *_STUDY],
-    # The default reproduction, timed end to end (about 15 minutes).
-    "e2e": [EndToEndCase("smoke")],
+    # The reproduction, timed end to end from an empty cache: smoke (the default, about
+    # 12 minutes) and full (about two hours); e2e-smoke is the first alone.
+    "e2e": [EndToEndCase("smoke"), EndToEndCase("full")],
+    "e2e-smoke": [EndToEndCase("smoke")],
     "gpu": [MatmulCase(8192, 8192, 8192, "bfloat16"), *_GPU_MOE],
     # One tiny shape of each kind: what the test suite runs.
     "tiny": [MatmulCase(128, 128, 128),

@@ -116,7 +116,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
 
 def _setup_label(p: dict[str, Any]) -> str:
     return (f"{p['jobs']} x {p['threads']} thread{'s' if p['threads'] > 1 else ''}"
-            + (", freed memory kept" if p["keep_freed"] else ""))
+            + (", freed memory kept" if p["keep_freed"] else "")
+            + "".join(f", {k}={v}" for k, v in p.get("env", {}).items()))
 
 
 def _study_tables(rows: list[dict[str, Any]]) -> list[Table]:

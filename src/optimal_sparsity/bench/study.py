@@ -42,11 +42,13 @@ from optimal_sparsity.study.design import GridPoint, StudyDesign, get_design
 @dataclass(frozen=True)
 class TrainerSetup:
     """How a sweep places its runs: ``jobs`` side by side (0: one per core), ``threads``
-    torch threads each (0: all cores), ``keep_freed`` the allocator setting."""
+    torch threads each (0: all cores), ``keep_freed`` the allocator setting, ``env``
+    variables set for the run (OpenMP's, read when torch loads)."""
 
     jobs: int
     threads: int
     keep_freed: bool
+    env: tuple[tuple[str, str], ...] = ()
 
     def resolved(self, cores: int) -> tuple[int, int]:
         return self.jobs or cores, self.threads or cores
@@ -56,6 +58,8 @@ SETUPS: dict[str, TrainerSetup] = {
     "today": TrainerSetup(jobs=1, threads=0, keep_freed=False),
     "side-by-side": TrainerSetup(jobs=0, threads=1, keep_freed=False),
     "study": TrainerSetup(jobs=0, threads=1, keep_freed=True),
+    "all-cores-passive": TrainerSetup(jobs=1, threads=0, keep_freed=True,
+                                      env=(("OMP_WAIT_POLICY", "PASSIVE"),)),
 }
 
 
@@ -63,11 +67,12 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _worker_spec(design: StudyDesign, point: GridPoint, threads: int, keep_freed: bool,
+def _worker_spec(design: StudyDesign, point: GridPoint, setup: TrainerSetup, threads: int,
                  seconds: float) -> dict[str, Any]:
     """A worker trains ``point`` at the design's batch, window and vocabulary."""
     return {"point": point.name, "n_layers": point.n_layers, "threads": threads,
-            "keep_freed": keep_freed, "micro_batch": design.train["micro_batch"],
+            "keep_freed": setup.keep_freed, "env": dict(setup.env),
+            "micro_batch": design.train["micro_batch"],
             "seq_len": design.train["seq_len"], "vocab_size": design.corpus.vocab_size,
             "seconds": seconds}
 
@@ -80,7 +85,8 @@ def run_group(specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Start one worker per spec, release them together, return their results."""
     procs = [subprocess.Popen([sys.executable, "-m", "optimal_sparsity.bench.study",
                                json.dumps(s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in specs]
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **s.get("env", {})}) for s in specs]
     try:
         warm = []
         for p in procs:
@@ -124,7 +130,7 @@ def run_study_train(case: StudyTrainCase) -> dict[str, Any]:
         per_point: dict[str, float] = {}
         for i in range(0, len(points), jobs):
             group = points[i:i + jobs]
-            res = run_group([_worker_spec(design, p, threads, setup.keep_freed, case.seconds)
+            res = run_group([_worker_spec(design, p, setup, threads, case.seconds)
                              for p in group])
             for p, r in zip(group, res, strict=True):
                 per_point[p.label] = r["tokens"] / r["wall_s"]
@@ -132,7 +138,7 @@ def run_study_train(case: StudyTrainCase) -> dict[str, Any]:
         sweep = _sweep_rate(list(per_point.values()), jobs)
         peers[name] = {"tokens_per_s": sweep, "per_point_tokens_per_s": per_point,
                        "jobs": jobs, "threads": threads, "keep_freed": setup.keep_freed,
-                       "median_s": _tokens_per_step(design) / sweep}
+                       "env": dict(setup.env), "median_s": _tokens_per_step(design) / sweep}
     ref = case.setups[0]
     diffs = {name: max(_max_rel_diff(losses[name][p], losses[ref][p]) for p in losses[ref])
              for name in case.setups[1:]}
@@ -158,7 +164,7 @@ def run_under_load(case: UnderLoadCase) -> dict[str, Any]:
     for name in case.setups:
         setup = SETUPS[name]
         jobs, threads = setup.resolved(n)
-        specs = [_worker_spec(design, point, threads, setup.keep_freed, case.seconds)] * jobs
+        specs = [_worker_spec(design, point, setup, threads, case.seconds)] * jobs
         rate = {}
         for state in ("idle", "loaded"):
             comp = _competitor(case.competitor_threads) if state == "loaded" else None
@@ -172,6 +178,7 @@ def run_under_load(case: UnderLoadCase) -> dict[str, Any]:
         peers[name] = {"tokens_per_s": rate["loaded"], "idle_tokens_per_s": rate["idle"],
                        "loaded_fraction": rate["loaded"] / rate["idle"], "jobs": jobs,
                        "threads": threads, "keep_freed": setup.keep_freed,
+                       "env": dict(setup.env),
                        "median_s": _tokens_per_step(design) / rate["loaded"]}
     return _row(case, design, peers, f"competitor: one process of {case.competitor_threads} "
                                      "threads of 1024^2 fp32 matmuls")
