@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimal_sparsity.paths import REPO
+
 REPORT_FORMAT = "optimal-sparsity-gpu-check/1"
 BUDGET_S = 8 * 60
 NEEDS_GPU = ("error: gpu-check needs a CUDA GPU (H100/H200 class); this machine has none, "
              "nothing was run")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimal_sparsity.cli import REPO, build_parser, main
+from optimal_sparsity.cli import build_parser, main
+from optimal_sparsity.paths import REPO
 
 from .conftest import snapshot
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from optimal_sparsity.atomic import write_text
 from optimal_sparsity.errors import IntegrityError, UserError
+from optimal_sparsity.paths import REPO
 
 FORMAT = "optimal-sparsity-checkpoints-lock/1"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_LOCK = REPO_ROOT / "checkpoints.lock"
+DEFAULT_LOCK = REPO / "checkpoints.lock"
 LOCK_ENV = "OPTIMAL_SPARSITY_LOCK"
 DEFAULT_HUB = "https://huggingface.co"
 
