@@ -76,7 +76,7 @@ class StepSkipped(Exception):
 def _environment(ctx: Context) -> dict[str, Any]:
     import torch
 
-    from optimal_sparsity.eval.gen_worker import vllm_python
+    from optimal_sparsity.eval.gen_client import vllm_python
     from optimal_sparsity.model.megablocks_moe import megablocks_unavailable_reason
 
     return {"torch": torch.__version__, "cuda": torch.version.cuda,
@@ -87,7 +87,7 @@ def _environment(ctx: Context) -> dict[str, Any]:
 
 
 def _missing() -> list[str]:
-    from optimal_sparsity.eval.gen_worker import vllm_python
+    from optimal_sparsity.eval.gen_client import vllm_python
 
     out = []
     if importlib.util.find_spec("megablocks") is None:
@@ -245,8 +245,10 @@ def _vllm_vs_hf(ctx: Context) -> dict[str, Any]:
 def _pull_eval_vllm(ctx: Context) -> dict[str, Any]:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
     from optimal_sparsity.hub.local_hub import LocalHub, client_env
-    from optimal_sparsity.hub.lock import Lock, model_entry, update_lock
+    from optimal_sparsity.hub.lock import Lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
+    from optimal_sparsity.hub.skeleton import model_entry
+    from optimal_sparsity.hub.update import update_lock
 
     _tiny_model(ctx)
     cfg = ctx.shared["cfg"]
