@@ -181,7 +181,7 @@ def _tiny_model(ctx: Context) -> Path:
     from optimal_sparsity.data.presets import PRESETS
     from optimal_sparsity.data.tokenizer import load_tokenizer
     from optimal_sparsity.grid import scaled_config
-    from optimal_sparsity.hub.local_hub import write_model_repo
+    from optimal_sparsity.testing.local_hub import write_model_repo
 
     corpus = build_corpus(PRESETS["tiny"], ctx.work / "corpus")
     tok = load_tokenizer(corpus / "tokenizer")
@@ -244,11 +244,11 @@ def _vllm_vs_hf(ctx: Context) -> dict[str, Any]:
 
 def _pull_eval_vllm(ctx: Context) -> dict[str, Any]:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
-    from optimal_sparsity.hub.local_hub import LocalHub, client_env
     from optimal_sparsity.hub.lock import Lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
     from optimal_sparsity.hub.skeleton import model_entry
     from optimal_sparsity.hub.update import update_lock
+    from optimal_sparsity.testing.local_hub import LocalHub, client_env
 
     _tiny_model(ctx)
     cfg = ctx.shared["cfg"]

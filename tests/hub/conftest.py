@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hub_helpers import DATA_REPO, MODEL_REPO, PICKLE_REPO, TINY
 
-from optimal_sparsity.hub.local_hub import LocalHub, client_env, write_model_repo
 from optimal_sparsity.hub.lock import Lock
 from optimal_sparsity.hub.skeleton import DatasetSpec, dataset_entry, model_entry
+from optimal_sparsity.testing.local_hub import LocalHub, client_env, write_model_repo
 
 
 @pytest.fixture(scope="session")
