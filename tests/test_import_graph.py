@@ -18,16 +18,30 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 # Top to bottom. A module may import modules of its own layer or of a lower one. The key
 # is the module (or package) name below ``optimal_sparsity``; the longest matching prefix
-# decides a module's layer. Base modules are everything not listed here.
+# decides a module's layer. Base modules (config, errors, atomic, paths, grid, progress,
+# ...) are everything not listed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cli", "commands"),
+    ("cli", "commands", "gpu_check"),
     ("study",),
+    ("bench",),  # study's regime probes time what bench builds; bench builds eval's adapter
     ("eval",),
-    ("train", "hub", "report", "bench"),
-    ("figures", "data"),
-    ("claims",),
-    ("results", "model"),
+    ("train", "hub", "report", "testing"),
+    ("figures", "data", "checkpoint", "hf_export"),  # data's caches reuse the manifest
+    ("claims", "references"),  # a pinned reference is read as claim data
+    ("results", "model", "accounting", "planner"),  # counts come from the built model
 )
+# Upward imports that remain: the claims read the study's designs (the grid, seeds and pin of
+# a scale) and the README table reads the pull-mode status. Each must go away, not grow.
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
+    (f"{PACKAGE}.{src}", f"{PACKAGE}.{dst}") for src, dst in (
+        ("claims.calibration", "study"),
+        ("claims.calibration", "study.design"),
+        ("claims.registry", "study"),
+        ("claims.registry", "study.design"),
+        ("claims.table", "study"),
+        ("claims.table", "study.design"),
+        ("claims.table", "study.pull_claims"),
+    ))
 BASE_LAYER = len(LAYERS)
 
 
@@ -169,6 +183,9 @@ def test_no_import_cycle():
 
 
 def test_no_upward_import():
-    edges = upward_edges(import_graph())
-    assert not edges, "imports going up the layer order:\n" + "\n".join(
-        f"  {src} (layer {layer(src)}) -> {dst} (layer {layer(dst)})" for src, dst in edges)
+    edges = set(upward_edges(import_graph()))
+    new = sorted(edges - KNOWN_UPWARD)
+    assert not new, "imports going up the layer order:\n" + "\n".join(
+        f"  {src} (layer {layer(src)}) -> {dst} (layer {layer(dst)})" for src, dst in new)
+    gone = sorted(KNOWN_UPWARD - edges)
+    assert not gone, f"no longer upward, drop from KNOWN_UPWARD: {gone}"
