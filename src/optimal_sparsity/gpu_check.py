@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimal_sparsity.paths import REPO
+
 REPORT_FORMAT = "optimal-sparsity-gpu-check/1"
 BUDGET_S = 8 * 60
 NEEDS_GPU = ("error: gpu-check needs a CUDA GPU (H100/H200 class); this machine has none, "
              "nothing was run")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -75,7 +76,7 @@ class StepSkipped(Exception):
 def _environment(ctx: Context) -> dict[str, Any]:
     import torch
 
-    from optimal_sparsity.eval.gen_worker import vllm_python
+    from optimal_sparsity.eval.gen_client import vllm_python
     from optimal_sparsity.model.megablocks_moe import megablocks_unavailable_reason
 
     return {"torch": torch.__version__, "cuda": torch.version.cuda,
@@ -86,7 +87,7 @@ def _environment(ctx: Context) -> dict[str, Any]:
 
 
 def _missing() -> list[str]:
-    from optimal_sparsity.eval.gen_worker import vllm_python
+    from optimal_sparsity.eval.gen_client import vllm_python
 
     out = []
     if importlib.util.find_spec("megablocks") is None:
@@ -180,7 +181,7 @@ def _tiny_model(ctx: Context) -> Path:
     from optimal_sparsity.data.presets import PRESETS
     from optimal_sparsity.data.tokenizer import load_tokenizer
     from optimal_sparsity.grid import scaled_config
-    from optimal_sparsity.hub.local_hub import write_model_repo
+    from optimal_sparsity.testing.local_hub import write_model_repo
 
     corpus = build_corpus(PRESETS["tiny"], ctx.work / "corpus")
     tok = load_tokenizer(corpus / "tokenizer")
@@ -243,9 +244,11 @@ def _vllm_vs_hf(ctx: Context) -> dict[str, Any]:
 
 def _pull_eval_vllm(ctx: Context) -> dict[str, Any]:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
-    from optimal_sparsity.hub.local_hub import LocalHub, client_env
-    from optimal_sparsity.hub.lock import Lock, model_entry, update_lock
+    from optimal_sparsity.hub.lock import Lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
+    from optimal_sparsity.hub.skeleton import model_entry
+    from optimal_sparsity.hub.update import update_lock
+    from optimal_sparsity.testing.local_hub import LocalHub, client_env
 
     _tiny_model(ctx)
     cfg = ctx.shared["cfg"]

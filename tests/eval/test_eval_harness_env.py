@@ -37,7 +37,7 @@ def test_the_environment_is_built_once_and_its_pins_win(tmp_path):
     assert harness_python(reqs, tmp_path / "envs", log=logs.append) == python  # built once
     assert len(logs) == 1
     res = run_in_harness(["-c", "import lm_eval, yaml; "
-                          "from optimal_sparsity.eval.taskloss_build import harness_version; "
+                          "from optimal_sparsity.hub.taskloss_inputs import harness_version; "
                           "print(lm_eval.FAKE, harness_version())"],
                          requirements=reqs, root=tmp_path / "envs", log=logs.append)
     assert res.returncode == 0, res.stderr

@@ -146,7 +146,7 @@ def test_paper_accuracy_tier_runs_them_in_the_sandbox(plus_data, tiny_corpus, tm
                                                       monkeypatch):
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
     from optimal_sparsity.grid import scaled_config
-    from optimal_sparsity.hub.local_hub import write_model_repo
+    from optimal_sparsity.testing.local_hub import write_model_repo
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # lm-eval's stock tasks: skipped, with the reason
     cfg = scaled_config(32, 4, 2, n_layers=1, vocab_size=384, max_seq_len=1024)

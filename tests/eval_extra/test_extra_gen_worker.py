@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.eval.gen_worker import (
+from optimal_sparsity.eval.gen_client import (
     PACKAGE_ROOT,
     VLLM_PYTHON_ENV,
     WorkerGenerator,

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimal_sparsity.cli import REPO, build_parser, main
+from optimal_sparsity.cli import build_parser, main
+from optimal_sparsity.paths import REPO
 
 from .conftest import snapshot
 
@@ -37,7 +38,7 @@ WORK = (  # module, attribute (dotted inside the module)
     ("optimal_sparsity.claims.table", "update_readme"),
     ("optimal_sparsity.references", "pin"),
     ("optimal_sparsity.hub.pull", "pull"),
-    ("optimal_sparsity.hub.lock", "update_lock"),
+    ("optimal_sparsity.hub.update", "update_lock"),
     ("optimal_sparsity.hub.lock", "Lock.save"),
     ("optimal_sparsity.eval.evaluate", "evaluate_checkpoint"),
     ("optimal_sparsity.eval.grpo", "run_grpo"),

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from hub_helpers import DATA_REPO, MODEL_REPO, PICKLE_REPO, TINY
 
-from optimal_sparsity.hub.local_hub import LocalHub, client_env, write_model_repo
-from optimal_sparsity.hub.lock import DatasetSpec, Lock, dataset_entry, model_entry
+from optimal_sparsity.hub.lock import Lock
+from optimal_sparsity.hub.skeleton import DatasetSpec, dataset_entry, model_entry
+from optimal_sparsity.testing.local_hub import LocalHub, client_env, write_model_repo
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ class Hub:
         return [r for r in self.server.requests if r[0] == "GET" and r[1].endswith(path_suffix)]
 
     def pinned(self, lock: Lock | None = None) -> Lock:
-        from optimal_sparsity.hub.lock import update_lock
+        from optimal_sparsity.hub.update import update_lock
 
         report = update_lock(lock or tiny_lock(), ["tiny", "tiny-gsm"], endpoint=self.endpoint,
                              token=False, log=lambda _: None)

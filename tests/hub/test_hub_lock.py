@@ -14,15 +14,9 @@ from optimal_sparsity.atomic import sha256_file
 from optimal_sparsity.errors import IntegrityError
 from optimal_sparsity.grid import paper_models
 from optimal_sparsity.hub import safetensors_header
-from optimal_sparsity.hub.lock import (
-    DATASETS,
-    DEFAULT_LOCK,
-    UNRESOLVED_OFFLINE,
-    from_dict,
-    load_lock,
-    skeleton,
-    update_lock,
-)
+from optimal_sparsity.hub.lock import DEFAULT_LOCK, from_dict, load_lock
+from optimal_sparsity.hub.skeleton import DATASETS, UNRESOLVED_OFFLINE, skeleton
+from optimal_sparsity.hub.update import update_lock
 
 
 @pytest.fixture(scope="module")

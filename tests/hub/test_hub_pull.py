@@ -17,8 +17,8 @@ import optimal_sparsity.hub.pull as pull_module
 from optimal_sparsity.atomic import sha256_file
 from optimal_sparsity.errors import IntegrityError, UserError
 from optimal_sparsity.hf_export import import_hf
-from optimal_sparsity.hub.lock import update_lock
 from optimal_sparsity.hub.pull import pull, pulled_dir, pulled_model_dir
+from optimal_sparsity.hub.update import update_lock
 from optimal_sparsity.model import build_model
 
 
@@ -270,8 +270,9 @@ def test_sharded_release_is_pulled_verified_and_loaded(tmp_path):
     """A release split into shards with an index (what the exporter writes above its shard
     size): pinned, pulled, each shard checked against the index, loaded whole."""
     from optimal_sparsity.hf_export import WEIGHTS_INDEX
-    from optimal_sparsity.hub.local_hub import LocalHub, client_env, write_model_repo
-    from optimal_sparsity.hub.lock import Lock, model_entry
+    from optimal_sparsity.hub.lock import Lock
+    from optimal_sparsity.hub.skeleton import model_entry
+    from optimal_sparsity.testing.local_hub import LocalHub, client_env, write_model_repo
 
     write_model_repo(tmp_path / "hub", MODEL_REPO, TINY, seed=0, max_shard_size=40_000)
     lock = Lock(models=(model_entry("tiny", MODEL_REPO, TINY, family="test", source="test"),),

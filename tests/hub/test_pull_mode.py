@@ -9,8 +9,10 @@ import json
 
 from optimal_sparsity.cli import main
 from optimal_sparsity.grid import scaled_config
-from optimal_sparsity.hub.local_hub import LocalHub, client_env, write_model_repo
-from optimal_sparsity.hub.lock import Lock, model_entry, update_lock
+from optimal_sparsity.hub.lock import Lock
+from optimal_sparsity.hub.skeleton import model_entry
+from optimal_sparsity.hub.update import update_lock
+from optimal_sparsity.testing.local_hub import LocalHub, client_env, write_model_repo
 
 NAMES = [("d32-E2-k1", 2, 1), ("d32-E4-k1", 4, 1), ("d32-E4-k2", 4, 2)]
 

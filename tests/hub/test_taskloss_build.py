@@ -10,17 +10,14 @@ from gsm8k_recovered import recover, write_repo
 
 from optimal_sparsity.atomic import sha256_file
 from optimal_sparsity.errors import IntegrityError, UserError
-from optimal_sparsity.eval.taskloss_build import (
-    BUILDS,
-    build_file,
-    build_items,
-    find_build,
-    stock_yaml,
-)
+from optimal_sparsity.eval.taskloss_build import build_file, build_items, stock_yaml
 from optimal_sparsity.eval.taskloss_data import TASKLOSS_DIR, _registry, load_authors_inputs
-from optimal_sparsity.hub.local_hub import LocalHub, client_env
-from optimal_sparsity.hub.lock import DATASETS, Lock, dataset_entry, update_lock
+from optimal_sparsity.hub.lock import Lock
 from optimal_sparsity.hub.pull import pull, pulled_dir
+from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry
+from optimal_sparsity.hub.taskloss_inputs import BUILDS, find_build
+from optimal_sparsity.hub.update import update_lock
+from optimal_sparsity.testing.local_hub import LocalHub, client_env
 
 GSM8K = next(s for s in DATASETS if s.name == "gsm8k")
 
@@ -126,8 +123,9 @@ def test_cli_builds_from_a_pull_and_records_the_hash(tmp_path, capsys, tiny_corp
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
     from optimal_sparsity.eval.taskloss_build import load_built_input, usable_inputs
     from optimal_sparsity.grid import scaled_config
-    from optimal_sparsity.hub.local_hub import write_model_repo
-    from optimal_sparsity.hub.lock import built_inputs, load_lock
+    from optimal_sparsity.hub.lock import load_lock
+    from optimal_sparsity.hub.skeleton import built_inputs
+    from optimal_sparsity.testing.local_hub import write_model_repo
 
     spec = next(s for s in DATASETS if s.name == "gsm_plus")
     root = tmp_path / "hub"

@@ -7,8 +7,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from optimal_sparsity.cli import REPO, device_arg, positive_float, positive_int, thread_count
+from optimal_sparsity.commands.args import device_arg, positive_float, positive_int, thread_count
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.paths import REPO
 
 KINDS = ("matmul", "moe_layer", "train_step", "eval_loss", "generate", "study_train",
          "under_load", "e2e")

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import REPO, positive_float, positive_int
+from optimal_sparsity.commands.args import positive_float, positive_int
+from optimal_sparsity.paths import REPO
 
 
 def cmd_test(args: argparse.Namespace) -> int:

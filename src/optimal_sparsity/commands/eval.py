@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import REPO, device_arg, positive_int, thread_count
+from optimal_sparsity.commands.args import device_arg, positive_int, thread_count
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.paths import REPO
 
 DEFAULT_RESULTS = REPO / "results" / "table"
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import bounded_int, positive_float
+from optimal_sparsity.commands.args import bounded_int, positive_float
 from optimal_sparsity.figures.registry import FIGURES
 from optimal_sparsity.paths import REPO, mode_dir
 

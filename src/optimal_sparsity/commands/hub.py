@@ -35,7 +35,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from optimal_sparsity.hub.lock import load_lock, lock_path, skeleton, update_lock
+    from optimal_sparsity.hub.lock import load_lock, lock_path
+    from optimal_sparsity.hub.skeleton import skeleton
+    from optimal_sparsity.hub.update import update_lock
 
     path = lock_path(args.lock)
     if args.write_skeleton:
@@ -107,15 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_taskloss_build(args: argparse.Namespace) -> int:
     from optimal_sparsity.atomic import sha256_file
     from optimal_sparsity.errors import IntegrityError
-    from optimal_sparsity.eval.taskloss_build import (
-        BUILDS,
-        build_file,
-        default_out_dir,
-        find_build,
-        harness_version,
-    )
+    from optimal_sparsity.eval.taskloss_build import build_file, default_out_dir
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import default_cache_dir, pulled_dir
+    from optimal_sparsity.hub.taskloss_inputs import BUILDS, find_build, harness_version
 
     if not args.names and not args.all:
         raise UserError("taskloss-build: name an input (" + ", ".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from optimal_sparsity.cli import thread_count
+from optimal_sparsity.commands.args import thread_count
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

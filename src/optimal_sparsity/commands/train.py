@@ -8,7 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from optimal_sparsity.cli import bounded_int, positive_float, positive_int, seed_int, thread_count
+from optimal_sparsity.commands.args import (
+    bounded_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    thread_count,
+)
 from optimal_sparsity.errors import UserError
 
 

@@ -380,7 +380,7 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
 
 def _lm_eval_version() -> str:
     """The harness version that made a row (its prompts, and its metrics where it scores)."""
-    from optimal_sparsity.eval.taskloss_build import harness_version
+    from optimal_sparsity.hub.taskloss_inputs import harness_version
 
     return harness_version()
 

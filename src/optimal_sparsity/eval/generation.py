@@ -166,7 +166,7 @@ def _seeded(seed: int):
 
 def vllm_available() -> tuple[bool, str]:
     """Whether the vLLM backend can run here, and if not, why."""
-    from optimal_sparsity.eval.gen_worker import DEFAULT_VLLM_PYTHON, VLLM_PYTHON_ENV, vllm_python
+    from optimal_sparsity.eval.gen_client import DEFAULT_VLLM_PYTHON, VLLM_PYTHON_ENV, vllm_python
 
     if vllm_python() is None:
         return False, (f"no vLLM environment: set {VLLM_PYTHON_ENV} to the Python of one "
@@ -190,8 +190,8 @@ def vllm_sampling_params(sampling: Sampling, n: int, seed: int, stop: Sequence[s
 def VLLMGenerator(model_dir: str | Path, *, seed: int = 42, stop: Sequence[str] = (),
                   gpu_memory_utilization: float = 0.85):
     """vLLM over an exported (or released) Mixtral directory, in vLLM's environment (a
-    ``gen_worker.WorkerGenerator``; close it, or use it as a context manager)."""
-    from optimal_sparsity.eval.gen_worker import WorkerGenerator, vllm_python
+    ``gen_client.WorkerGenerator``; close it, or use it as a context manager)."""
+    from optimal_sparsity.eval.gen_client import WorkerGenerator, vllm_python
 
     ok, why = vllm_available()
     if not ok:

@@ -57,7 +57,7 @@ def model_args(model_dir: str | Path, backend: Backend) -> dict[str, Any]:
     if backend == "hf":  # safetensors only: a .bin-only directory is refused, not unpickled
         return {**common, "dtype": "float32", "max_length": MAX_LENGTH, "use_safetensors": True}
     if backend == "vllm":  # vLLM refuses a max_model_len beyond the model's window
-        from optimal_sparsity.eval.gen_worker import model_window
+        from optimal_sparsity.eval.gen_client import model_window
 
         window = min(MAX_LENGTH, model_window(model_dir))
         return {**common, "dtype": "bfloat16", "max_model_len": window, "seed": SEED,

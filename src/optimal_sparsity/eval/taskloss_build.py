@@ -24,43 +24,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.errors import UserError
-
-SEED = 42  # the paper's lm-eval seed (fewshot_random_seed); it reproduces the authors' file
-
-
-@dataclass(frozen=True)
-class TaskLossBuild:
-    """One task-loss input: an lm-eval task at a shot count, on a locked data set."""
-
-    file: str  # the authors' file name
-    task: str  # lm-eval task name
-    yaml: str  # its stock YAML, relative to lm_eval/tasks/
-    dataset: str  # checkpoints.lock data set name
-    num_fewshot: int
-    results_task: str  # results-table task the file measures
-
-
-BUILDS: dict[str, TaskLossBuild] = {b.file: b for b in (
-    TaskLossBuild("gsm8k_4shot.json", "gsm8k", "gsm8k/gsm8k.yaml", "gsm8k", 4, "gsm8k"),
-    TaskLossBuild("triviaqa_4shot.json", "triviaqa", "triviaqa/default.yaml", "triviaqa", 4,
-                  "triviaqa"),
-    TaskLossBuild("hellaswag_4shot.json", "hellaswag", "hellaswag/hellaswag.yaml", "hellaswag",
-                  4, "hellaswag"),
-    TaskLossBuild("gsm_plus_5shot_cot.json", "gsm_plus", "gsm_plus/gsm_plus.yaml", "gsm_plus",
-                  5, "gsm_plus"),
-)}
-
-
-def find_build(name: str) -> TaskLossBuild:
-    for b in BUILDS.values():
-        if name in (b.file, b.file.removesuffix(".json"), b.task):
-            return b
-    raise UserError(f"no task-loss input {name!r}: one of {', '.join(BUILDS)}")
+from optimal_sparsity.hub.taskloss_inputs import (
+    BUILDS,
+    SEED,
+    TaskLossBuild,
+    carried_hashes,
+    find_build,
+    harness_version,
+)
 
 
 def stock_yaml(yaml_path: str) -> Path:
@@ -135,12 +110,6 @@ def dumps(items: list[dict[str, str]]) -> str:
     return json.dumps(items, indent=2, ensure_ascii=False)
 
 
-def harness_version() -> str:
-    from importlib.metadata import version
-
-    return version("lm_eval")
-
-
 def build_file(build: TaskLossBuild, data_dir: str | Path, out_dir: str | Path, *,
                force: bool = False, cache_dir: str | Path | None = None,
                log: Callable[[str], None] = print) -> Path:
@@ -192,8 +161,6 @@ def usable_inputs(lock, out_dir: str | Path, *, allow_unhashed: bool = False,
     ``allow_unhashed``, that the lock has no hash for yet: logged as unpinned). Inputs this
     artifact carries (GSM8K 4-shot) are scored from the carried file instead."""
     from optimal_sparsity.atomic import sha256_file
-    from optimal_sparsity.eval.taskloss_data import carried_hashes
-
     out = []
     for b in BUILDS.values():
         path = Path(out_dir) / b.file

@@ -13,9 +13,15 @@ from pathlib import Path
 
 from optimal_sparsity.atomic import sha256_bytes
 from optimal_sparsity.errors import IntegrityError, UserError
-from optimal_sparsity.resources import RESOURCES
+from optimal_sparsity.hub.taskloss_inputs import (
+    BUILDS,
+    CARRIED_DIR,
+    carried_hashes,
+    carried_registry,
+    find_build,
+)
 
-TASKLOSS_DIR = RESOURCES / "taskloss"
+TASKLOSS_DIR = CARRIED_DIR
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,7 @@ AUTHORS_INPUTS: dict[str, AuthorsInput] = {
 
 
 def _registry() -> dict[str, dict]:
-    return json.loads((TASKLOSS_DIR / "SHA256.json").read_text())
-
-
-def carried_hashes() -> dict[str, tuple[str, int]]:
-    """{file: (sha256, bytes)} of the authors' files carried here (decompressed)."""
-    return {name: (v["sha256"], v["bytes"]) for name, v in _registry().items()}
+    return carried_registry(TASKLOSS_DIR)
 
 
 def load_authors_inputs(task: str) -> list[tuple[str, str]]:
@@ -78,8 +79,6 @@ def paper_inputs(built: Sequence[str] = (), built_dir: str | Path | None = None,
     built from lm-eval tasks (``taskloss_build``) named in ``built`` as ``FILE:SHA256``
     (read from ``built_dir``, their hash checked again); the others are logged as not
     scored."""
-    from optimal_sparsity.eval.taskloss_build import BUILDS, find_build
-
     hashes = carried_hashes()
     out = [PaperInput(spec.task, spec.file, hashes[spec.file][0], load_authors_inputs(task))
            for task, spec in AUTHORS_INPUTS.items()]

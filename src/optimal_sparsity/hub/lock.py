@@ -6,10 +6,9 @@ once resolved, the 40-hex revision and every file's size and sha256. An entry wh
 revision is not known yet says so (``revision: null`` and ``unresolved_reason``);
 ``pull`` refuses it unless the user passes ``--allow-unpinned``.
 
-The static part (names, repos, grid points, expected counts, data sets) is generated from
-code (``skeleton()``, written by ``./reproduce lock --write-skeleton``); a test checks that
-the shipped file equals what the code generates. ``update_lock`` resolves revisions and file
-hashes from a hub (the real one, or the local stand-in in tests).
+This module is the lock as data: its schema, validation, reading and writing. The static
+part (names, repos, grid points, expected counts, data sets) is generated from code
+(``hub.skeleton``); ``hub.update`` resolves revisions and file hashes from a hub.
 """
 
 from __future__ import annotations
@@ -17,71 +16,30 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from optimal_sparsity.atomic import write_text
 from optimal_sparsity.errors import IntegrityError, UserError
+from optimal_sparsity.paths import REPO
 
 FORMAT = "optimal-sparsity-checkpoints-lock/1"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_LOCK = REPO_ROOT / "checkpoints.lock"
+DEFAULT_LOCK = REPO / "checkpoints.lock"
 LOCK_ENV = "OPTIMAL_SPARSITY_LOCK"
 DEFAULT_HUB = "https://huggingface.co"
 
 # Weights that load through pickle: never downloaded, never loaded.
 REFUSED_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
-UNRESOLVED_OFFLINE = (
-    "not resolved yet: the machines that built this artifact cannot reach the Hugging Face "
-    "hub; run `./reproduce lock --update` on a machine that can")
-
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
-# Code models: the full list is not public (docs/paper.md). Only names seen in a public source.
-CODE_MODELS: tuple[tuple[int, int, int, str, str, str], ...] = (
-    (512, 8, 2, "320M", "170M",
-     "rioyokotalab/optimal-sparsity scripts/lm-evaluation-harness/code_eval.sh "
-     "(commit a0815d0bfc211d828f4536ae2ce13e8b4f75c7b8)"),
-)
 CODE_MODELS_NOTE = (
     "The code-grid checkpoints (llm-jp/optimal-sparsity-code-*) have no public list. Only the "
     "names found in a public source are locked here, each with its source; add others when "
     "their names are published.")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """An evaluation data set the pull mode uses (lm-evaluation-harness's ``dataset_path``)."""
-
-    name: str
-    repo_id: str
-    task: str
-    config: str | None
-    split: str
-    shots: int
-    include: tuple[str, ...] | None = None  # glob patterns of the files to pull (None: all)
-
-
-# Repo ids as in lm-evaluation-harness 0.4.13's task configs (the version this project pins).
-# TriviaQA's repo is several GB; only its rc.nocontext folder is pulled (the parquet layout of
-# huggingface.co/datasets/mandarjoshi/trivia_qa/discussions/8). `lock --update` fails loudly
-# if an include pattern matches nothing.
-DATASETS: tuple[DatasetSpec, ...] = (
-    DatasetSpec("gsm8k", "openai/gsm8k", "gsm8k", "main", "test", 4),
-    DatasetSpec("triviaqa", "mandarjoshi/trivia_qa", "triviaqa", "rc.nocontext", "validation",
-                4, include=("rc.nocontext/*",)),
-    DatasetSpec("hellaswag", "Rowan/hellaswag", "hellaswag", None, "validation", 4),
-    DatasetSpec("gsm_plus", "qintongli/GSM-Plus", "gsm_plus", None, "test", 5),
-    DatasetSpec("humaneval", "openai/openai_humaneval", "humaneval", None, "test", 0),
-    DatasetSpec("humaneval_plus", "evalplus/humanevalplus", "humaneval_plus", None, "test", 0),
-    DatasetSpec("mbpp", "google-research-datasets/mbpp", "mbpp", "full", "test", 3),
-    DatasetSpec("mbpp_plus", "evalplus/mbppplus", "mbpp_plus", None, "test", 3),
-)
-DATASET_SOURCE = "lm-evaluation-harness 0.4.13 task config (dataset_path of the task)"
 
 
 @dataclass(frozen=True)
@@ -171,10 +129,6 @@ class Entry:
 
     def unresolved(self, reason: str) -> Entry:
         return replace(self, revision=None, unresolved_reason=reason, files=None)
-
-
-NOT_BUILT = ("not built yet: pull the data set (`./reproduce pull {dataset}`), then run "
-             "`./reproduce taskloss-build {name} --write-lock` where it is")
 
 
 @dataclass(frozen=True)
@@ -280,77 +234,6 @@ class Lock:
                 "models": [e.static_dict() for e in self.models],
                 "datasets": [e.static_dict() for e in self.datasets],
                 "taskloss_inputs": [b.static_dict() for b in self.taskloss_inputs]}
-
-
-# Skeleton -----------------------------------------------------------------------------
-
-def model_entry(name: str, repo_id: str, cfg, *, family: str, source: str,
-                total_name: str = "", active_name: str = "") -> Entry:
-    """An unresolved model entry for ``cfg`` (a ModelConfig); counts from ``count_params``."""
-    from optimal_sparsity.accounting import count_params
-
-    pc = count_params(cfg)
-    return Entry(kind="model", name=name, repo_id=repo_id, family=family,
-                 grid=GridPoint(cfg.d_model, cfg.n_experts, cfg.top_k, cfg.n_layers),
-                 expected=Expected(pc.total, pc.active, total_name, active_name),
-                 source=source, revision=None, unresolved_reason=UNRESOLVED_OFFLINE, files=None)
-
-
-def dataset_entry(spec: DatasetSpec) -> Entry:
-    return Entry(kind="dataset", name=spec.name, repo_id=spec.repo_id, task=spec.task,
-                 config=spec.config, split=spec.split, shots=spec.shots, include=spec.include,
-                 source=DATASET_SOURCE, revision=None, unresolved_reason=UNRESOLVED_OFFLINE,
-                 files=None)
-
-
-def skeleton(previous: Lock | None = None) -> Lock:
-    """The lock the code defines. Resolved pins of ``previous`` are kept for entries whose
-    static fields did not change."""
-    from optimal_sparsity.grid import paper_config, paper_models
-
-    models = [model_entry(pm.name, pm.hf_repo, pm.config(), family="math",
-                          source="paper grid (src/optimal_sparsity/resources/paper_grid_math.csv)",
-                          total_name=pm.total_name, active_name=pm.active_name)
-              for pm in paper_models()]
-    for d, e, k, tot, act, src in CODE_MODELS:
-        models.append(model_entry(
-            f"code-d{d}-E{e}-k{k}", f"llm-jp/optimal-sparsity-code-d{d}-E{e}-k{k}-{tot}-A{act}",
-            paper_config(d, e, k), family="code", source=src, total_name=tot, active_name=act))
-    lock = Lock(models=tuple(models), datasets=tuple(dataset_entry(s) for s in DATASETS),
-                taskloss_inputs=built_inputs())
-    if previous is not None:
-        old = {e.name: e for e in previous.entries}
-        for e in lock.entries:
-            prev = old.get(e.name)
-            if prev is not None and prev.pinned and prev.static_dict() == e.static_dict():
-                lock = lock.with_entry(prev)
-        old_inputs = {b.file: b for b in previous.taskloss_inputs}
-        for b in lock.taskloss_inputs:
-            prev_b = old_inputs.get(b.file)
-            if prev_b is not None and prev_b.built and prev_b.static_dict() == b.static_dict():
-                lock = lock.with_input(prev_b)
-    return lock
-
-
-def built_inputs() -> tuple[BuiltInput, ...]:
-    """The builder's inputs. One of the authors' files that this artifact carries
-    (``resources/taskloss``; GSM8K 4-shot) has its hash from the start: the builder
-    reproduces it byte for byte (tests/hub/test_taskloss_build.py)."""
-    from optimal_sparsity.eval.taskloss_build import BUILDS, SEED, harness_version
-    from optimal_sparsity.eval.taskloss_data import carried_hashes
-
-    carried = carried_hashes()
-    out = []
-    for b in BUILDS.values():
-        entry = BuiltInput(b.file, b.task, b.dataset, b.num_fewshot, SEED,
-                           source=f"lm-evaluation-harness task {b.task} ({b.yaml}), "
-                                  f"{b.num_fewshot}-shot, fewshot seed {SEED}",
-                           unresolved_reason=NOT_BUILT.format(dataset=b.dataset,
-                                                              name=b.file.removesuffix(".json")))
-        if b.file in carried:
-            entry = entry.with_hash(*carried[b.file], harness_version())
-        out.append(entry)
-    return tuple(out)
 
 
 # Load and validate ---------------------------------------------------------------------
@@ -513,15 +396,6 @@ def from_dict(data: Any, where: str = "checkpoints.lock", path: Path | None = No
                 code_models_note=data["code_models_note"], hub=data["hub"], path=path)
 
 
-# Update from a hub -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UpdateReport:
-    lock: Lock
-    resolved: tuple[str, ...]
-    failed: tuple[tuple[str, str], ...]  # (name, why)
-
-
 def select_files(paths: Iterable[str], include: Sequence[str] | None
                  ) -> tuple[list[str], list[str]]:
     """(kept, refused): repo paths to pull, and the pickled-weights files left out."""
@@ -531,34 +405,3 @@ def select_files(paths: Iterable[str], include: Sequence[str] | None
             continue
         (refused if is_refused(p) else kept).append(p)
     return kept, refused
-
-
-def update_lock(lock: Lock, names: Sequence[str] | None = None, *, endpoint: str | None = None,
-                token: bool | str | None = None, revision: str = "main",
-                log: Callable[[str], None] = print) -> UpdateReport:
-    """Resolve ``revision`` (a branch or commit) of each selected entry on the hub: the commit
-    sha and every file's size and sha256 (LFS files: the hub's LFS sha256; other files are
-    downloaded, checked against their git blob id and hashed). A model whose config.json
-    disagrees with its grid point stays unresolved, with the reason."""
-    from optimal_sparsity.hub.pull import RemoteRepo, hub_endpoint
-
-    endpoint = endpoint or hub_endpoint()
-    chosen = [lock.find(n) for n in names] if names else list(lock.entries)
-    resolved, failed = [], []
-    for entry in chosen:
-        try:
-            repo = RemoteRepo.resolve(entry, revision=revision, endpoint=endpoint, token=token)
-            files = repo.locked_files(log=log)
-            if entry.kind == "model":
-                repo.check_config(entry)
-        except UserError as err:
-            failed.append((entry.name, str(err)))
-            log(f"{entry.name}: not pinned: {err}")
-            if isinstance(err, IntegrityError) and not entry.pinned:
-                # The hub's content disagrees with the paper: record why it stays unpinned.
-                lock = lock.with_entry(entry.unresolved(f"`lock --update` refused it: {err}"))
-            continue
-        lock = lock.with_entry(entry.resolved(repo.revision, files))
-        resolved.append(entry.name)
-        log(f"{entry.name}: pinned {entry.repo_id}@{repo.revision} ({len(files)} files)")
-    return UpdateReport(lock=lock, resolved=tuple(resolved), failed=tuple(failed))

@@ -75,8 +75,8 @@ def pull_runs() -> PullRuns:
     from optimal_sparsity.eval.code_tasks import PLUS_TASKS
     from optimal_sparsity.eval.evaluate import PULL_TIERS
     from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
-    from optimal_sparsity.eval.taskloss_build import BUILDS
     from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS
+    from optimal_sparsity.hub.taskloss_inputs import BUILDS
 
     acc = frozenset(PAPER_TASKS) | frozenset(PLUS_TASKS) if "paper_accuracy" in PULL_TIERS \
         else frozenset()

@@ -35,14 +35,9 @@ def prepare_paper_inputs(lock, opts, log: Callable[[str], None] = print
                          ) -> tuple[tuple[str, ...], Path]:
     """Build the lm-eval task-loss inputs this artifact does not carry from their data sets
     (pulled through the lock), once; returns those the evaluation may use and where."""
-    from optimal_sparsity.eval.taskloss_build import (
-        BUILDS,
-        build_file,
-        default_out_dir,
-        usable_inputs,
-    )
-    from optimal_sparsity.eval.taskloss_data import carried_hashes
+    from optimal_sparsity.eval.taskloss_build import build_file, default_out_dir, usable_inputs
     from optimal_sparsity.hub.pull import pull, pulled_dir
+    from optimal_sparsity.hub.taskloss_inputs import BUILDS, carried_hashes
 
     out_dir = default_out_dir(opts.hub_cache)
     for b in BUILDS.values():

@@ -24,7 +24,7 @@ Use::
     with LocalHub(root) as endpoint, client_env(endpoint, home):
         pull(entry, cache_dir)
 
-or from a shell: ``python -m optimal_sparsity.hub.local_hub ROOT [--port N]``.
+or from a shell: ``python -m optimal_sparsity.testing.local_hub ROOT [--port N]``.
 """
 
 from __future__ import annotations
