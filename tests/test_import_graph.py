@@ -22,8 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # ...) are everything not listed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "commands", "gpu_check"),
+    ("bench",),  # times the study's designs, the trainer's step and eval's adapter
     ("study",),
-    ("bench",),  # study's regime probes time what bench builds; bench builds eval's adapter
     ("eval",),
     ("train", "hub", "report", "testing"),
     ("figures", "data", "checkpoint", "hf_export"),  # data's caches reuse the manifest

@@ -128,7 +128,7 @@ def test_other_cores_subtracts_this_process_and_a_rerun_keeps_clean_rows(probe_h
                                                                            monkeypatch):
     """A sibling run that just ended (high load average) is not contention; this process's
     own CPU time is not counted; a rerun keeps clean rows and replaces busy ones."""
-    from optimal_sparsity.bench import timing
+    from optimal_sparsity import machine_load as timing
     from optimal_sparsity.study import regime_probes
 
     monkeypatch.setattr(regime_probes.os, "cpu_count", lambda: 2)

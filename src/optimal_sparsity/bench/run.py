@@ -21,7 +21,8 @@ import torch
 from optimal_sparsity.bench.builders import PEAK_SIZE, build, peak_peers
 from optimal_sparsity.bench.cases import SUITES, Case, case_to_dict
 from optimal_sparsity.bench.memory import measure_in_subprocess
-from optimal_sparsity.bench.timing import OtherLoad, interleaved, omp_wait_policy
+from optimal_sparsity.bench.timing import interleaved, omp_wait_policy
+from optimal_sparsity.machine_load import OtherLoad
 
 SCHEMA = 1
 

@@ -4,7 +4,7 @@
 own trainer on a cached corpus and evaluates with its own evaluation code, one JSON line
 per run: config, parameters, tokens, TPP, tokens/s, bits stored (values-style knowledge),
 validation CE per source, and the CPU that *other* processes used before and during the
-run (``bench.timing.OtherLoad``: machine-wide busy time minus this process's own, in
+run (``machine_load.OtherLoad``: machine-wide busy time minus this process's own, in
 cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores is
 refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
 more than that on average is marked ``busy``: a contended run measures the machine, not
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.atomic import write_text
-from optimal_sparsity.bench.timing import OtherLoad
 from optimal_sparsity.data.arithmetic import ArithmeticConfig
 from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.machine_load import OtherLoad
 
 PROBES = ("capacity", "router", "reasoning", "design")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
