@@ -105,8 +105,8 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                        "models (no machine of this project reaches the hub): run `./reproduce "
                        "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
     if spec.wants_gpu and not _has_cuda():
-        log(f"{spec.id}: no GPU here; its tiers generate text, slow on a CPU at the released "
-            "checkpoints' size")
+        log(f"{spec.id}: GPU advised (none here): its tiers generate text, slow on a CPU at "
+            "the released checkpoints' size")
     table = out_dir / "table"
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
     settings = EvalSettings(tiers=PULL_TIERS,
