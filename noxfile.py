@@ -42,21 +42,32 @@ def _figure_session(fig_id: str, doc: str):
 
 # One session per paper figure. Default: retrain mode, smoke scale (CPU, minutes; the
 # grid points are shared, so the first figure pays the training). Pass options after
-# `--`, e.g. `nox -s fig7 -- --mode pull` or `nox -s fig5 -- --scale full`.
+# `--`, e.g. `nox -s fig7 -- --mode pull` or `nox -s fig5 -- --scale full`. Whether pull
+# mode wants a GPU follows from the figure's tiers (FigureSpec.wants_gpu).
 _FIGURE_DOCS = {
-    "fig1": "Fig 1: pre-training and task loss vs total params [retrain|pull; smoke ~10 min]",
-    "fig2": "Fig 2: task loss vs pre-training loss [retrain|pull]",
-    "fig3": "Fig 3: accuracy vs pre-training loss [retrain|pull]",
-    "fig4": "Fig 4: error vs loss coloured by sparsity, with checkpoints [retrain]",
-    "fig5": "Fig 5: task loss and accuracy vs density at fixed active params [retrain|pull]",
-    "fig6": "Fig 6: self-consistency and GRPO [retrain; pull needs a GPU]",
-    "fig7": "Fig 7: accuracy vs tokens per parameter [retrain|pull]",
-    "fig8": "Fig 8: code models vs density [pull only: needs the code grid]",
-    "fig10": "Fig 10: GRPO on two training sets [retrain; pull needs a GPU]",
-    "fig11": "Fig 11: few-shot accuracy vs shots [retrain|pull]",
+    "fig1": ("Fig 1: pre-training and task loss vs total params", "retrain|pull; smoke ~10 min"),
+    "fig2": ("Fig 2: task loss vs pre-training loss", "retrain|pull"),
+    "fig3": ("Fig 3: accuracy vs pre-training loss", "retrain|pull"),
+    "fig4": ("Fig 4: error vs loss coloured by sparsity, with checkpoints", "retrain"),
+    "fig5": ("Fig 5: task loss and accuracy vs density at fixed active params", "retrain|pull"),
+    "fig6": ("Fig 6: self-consistency and GRPO", "retrain|pull"),
+    "fig7": ("Fig 7: accuracy vs tokens per parameter", "retrain|pull"),
+    "fig8": ("Fig 8: code models vs density", "pull only: needs the code grid"),
+    "fig10": ("Fig 10: GRPO on two training sets", "retrain|pull"),
+    "fig11": ("Fig 11: few-shot accuracy vs shots", "retrain|pull"),
 }
-for _fig, _doc in _FIGURE_DOCS.items():
-    globals()[_fig] = _figure_session(_fig, _doc)
+
+
+def _figure_doc(fig_id: str) -> str:
+    from optimal_sparsity.figures.registry import get_figure
+
+    title, modes = _FIGURE_DOCS[fig_id]
+    gpu = "; pull: GPU advised" if "pull" in modes and get_figure(fig_id).wants_gpu else ""
+    return f"{title} [{modes}{gpu}]"
+
+
+for _fig in _FIGURE_DOCS:
+    globals()[_fig] = _figure_session(_fig, _figure_doc(_fig))
 
 
 @nox.session(name="all")

@@ -28,10 +28,6 @@ class ParamCount:
     router: int
 
     @property
-    def non_embedding(self) -> int:
-        return self.total - self.embedding
-
-    @property
     def active_non_embedding(self) -> int:
         return self.active - self.embedding
 
@@ -67,11 +63,6 @@ def formula_params(cfg: ModelConfig) -> tuple[int, int]:
         return n_layers * (4 * d * d + 3 * n * d * f + n * d + 2 * d) + d + 2 * v * d
 
     return with_experts(cfg.n_experts), with_experts(cfg.top_k)
-
-
-def tokens_per_param(tokens: float, cfg: ModelConfig) -> float:
-    """TPP = training tokens / total parameters (the paper's definition)."""
-    return tokens / count_params(cfg).total
 
 
 def matmul_flops_per_token(cfg: ModelConfig, seq_len: int | None = None,

@@ -16,6 +16,7 @@ import pytest
 from optimal_sparsity.cli import main
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.evaluate import EvalSettings, TierStatus, evaluate_checkpoint
+from optimal_sparsity.eval.tiers import CORPUS_TIERS
 from optimal_sparsity.results.table import PARTS, read_rows
 
 SMOKE = ["--smoke", "--threads", "1"]
@@ -111,6 +112,19 @@ def test_fewshot_tier_finds_the_corpus_on_its_own(eval_run, tmp_path, capsys):
                "--tiers", "fewshot", "--limit", "2"])
     assert rc == 0, capsys.readouterr().err
     assert {r.task for r in read_rows(tmp_path)} == {"gsm8k_proxy_fewshot"}
+
+
+@pytest.mark.parametrize("tier", sorted(CORPUS_TIERS))
+def test_every_corpus_tier_finds_the_corpus_on_its_own(tier, eval_run, tmp_path, monkeypatch):
+    """``--tiers T`` for any tier that reads the corpus passes the evaluator the checkpoint's
+    own corpus (no --corpus)."""
+    from optimal_sparsity.eval import evaluate
+
+    seen = []
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint",
+                        lambda ckpt, corpus, *a, **kw: seen.append(corpus) or [])
+    assert main(["eval", str(eval_run.ckpt), "--results", str(tmp_path), "--tiers", tier]) == 0
+    assert seen == [eval_run.corpus]
 
 
 def test_corpus_resolution_and_mismatch(eval_run, tmp_path, tiny_corpus, capsys):

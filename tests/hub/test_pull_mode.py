@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 
+import torch
+
 from optimal_sparsity.cli import main
 from optimal_sparsity.grid import scaled_config
 from optimal_sparsity.hub.lock import Lock
@@ -41,6 +43,7 @@ def test_fig7_pull_mode_end_to_end(tiny_corpus, tmp_path):
     log = out.getvalue()
     assert log.count("pull d32-") == 3
     assert "not run" not in log
+    assert ("fig7: GPU advised" in log) == (not torch.cuda.is_available())  # fig7 generates
     assert len(list((tmp_path / "cache").rglob("model.safetensors"))) == 3
     results = tmp_path / "results"
     rows = [json.loads(x) for p in (results / "pull" / "table" / "parts").glob("*.jsonl")

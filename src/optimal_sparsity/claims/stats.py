@@ -239,26 +239,5 @@ def slope_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (xc * yc).sum(axis=1) / np.where(den > 0, den, 1), np.nan)
 
 
-def lstsq_rows(X: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients for each row of V: (draws, n) -> (draws, p)."""
-    return np.linalg.lstsq(X, V.T, rcond=None)[0].T
-
-
-def spearman(x: Sequence[float], y: np.ndarray) -> np.ndarray:
-    """Spearman rho of x with each row of y (or with y itself): nan when x is constant."""
-    x = np.asarray(x, float)
-    y2 = np.atleast_2d(np.asarray(y, float))
-    if x.size < 3 or np.ptp(x) == 0:
-        out = np.full(y2.shape[0], math.nan)
-    else:
-        rx = sps.rankdata(x)
-        ry = sps.rankdata(y2, axis=1)
-        rx = rx - rx.mean()
-        ry = ry - ry.mean(axis=1, keepdims=True)
-        den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum(axis=1))
-        out = np.where(den > 0, (ry @ rx) / np.where(den > 0, den, 1), 0.0)
-    return out if np.ndim(y) > 1 else out[0]
-
-
 def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / n) if n else math.nan

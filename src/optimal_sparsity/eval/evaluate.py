@@ -1,6 +1,6 @@
 """All evaluation tiers of one checkpoint -> rows of the results table.
 
-Tiers (``TIERS``):
+Tiers (``TIERS``, declared in ``eval.tiers``):
 
 - ``pretrain``: train and validation CE (nats/token) recomputed on the corpus
   (``pretrain_loss``); task ``pretrain``, metrics ``train_loss``, ``val_loss`` and, on a
@@ -45,6 +45,7 @@ from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
+from optimal_sparsity.eval.tiers import CORPUS_TIERS, DEFAULT_TIERS, TIERS
 from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
 from optimal_sparsity.results.table import (
     Row,
@@ -54,11 +55,6 @@ from optimal_sparsity.results.table import (
     write_part,
 )
 
-TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits",
-                          "paper_task_loss", "paper_accuracy")
-DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
-PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
-CORPUS_TIERS = frozenset({"pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits"})
 SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
                     "not a result")
 
@@ -186,6 +182,8 @@ class _Job:
         return self._loaded
 
     def need_corpus(self, tier: str) -> Path:
+        if tier not in CORPUS_TIERS:
+            raise AssertionError(f"tier {tier} reads the corpus: declare it so in eval.tiers")
         if self.corpus is None:
             raise UserError(f"tier {tier} needs the proxy corpus: pass --corpus DIR")
         return self.corpus

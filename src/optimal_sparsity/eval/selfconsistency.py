@@ -63,9 +63,6 @@ class SCSettings:
         return dataclasses.asdict(self)
 
 
-PAPER_SC = SCSettings(r_max=7, n_problems=1319, max_new_tokens=1024, backend="vllm")
-
-
 def majority_vote(answers: Sequence[int | None]) -> int | None:
     """Most frequent non-None answer; ties go to the one that occurs first."""
     counts = Counter(a for a in answers if a is not None)

@@ -1,5 +1,6 @@
 """The paper's figures (camera-ready numbering), as data. ``docs/paper_figures.csv``
-lists axes and series; each spec here names the same panels and the claims they carry."""
+lists axes and series; each spec here names the same panels. The claims a figure carries
+are those whose ``Claim.figure`` names it (``claims.registry``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.spec import FigureSpec, Panel
 
 # knowledge_bits: bits stored per total parameter beside every point (values-style corpora)
-BASE = ("pretrain", "taskloss", "accuracy", "knowledge_bits")
+BASE = ("pretrain", "task_loss", "accuracy", "knowledge_bits")
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
@@ -18,7 +19,6 @@ FIGURES: tuple[FigureSpec, ...] = (
          Panel("validation loss", "pretrain/val_loss", y_label="loss (nats)"),
          Panel("HellaSwag task loss", "memorization_loss[1]", y_label="bits/token"),
          Panel("GSM8K task loss", "reasoning_loss[0]", y_label="bits/token")),
-        ("C1.loss-vs-params", "C1.hellaswag-taskloss", "C1.gsm8k-taskloss-threshold"),
         BASE),
     FigureSpec(
         "fig2", "Task loss vs pre-training loss",
@@ -30,7 +30,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                                  ("HellaSwag", "memorization_loss", 1),
                                  ("GSM8K", "reasoning_loss", 0),
                                  ("GSM-Plus", "reasoning_loss", 1))),
-        ("C2.memorization-monotone", "C2.reasoning-u-shape", "C2.turning-point-moves"), BASE),
+        BASE),
     FigureSpec(
         "fig3", "Accuracy vs pre-training loss",
         "TriviaQA/HellaSwag accuracy improves steadily as loss falls; GSM8K is non-monotone.",
@@ -39,7 +39,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                                  ("HellaSwag", "memorization_acc", 1),
                                  ("GSM8K", "reasoning_acc", 0),
                                  ("GSM-Plus", "reasoning_acc", 1))),
-        ("C3.memorization-accuracy", "C3.gsm8k-nonmonotone"), BASE),
+        BASE),
     FigureSpec(
         "fig4", "Error rate vs pre-training loss, coloured by sparsity (checkpoints included)",
         "memorization error collapses onto one curve of train loss; reasoning error at equal "
@@ -50,7 +50,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                                  ("HellaSwag", "memorization_acc", 1),
                                  ("GSM8K", "reasoning_acc", 0),
                                  ("GSM-Plus", "reasoning_acc", 1))),
-        ("C4.memorization-one-curve", "C4.reasoning-denser-better"), BASE, checkpoints="all"),
+        BASE, checkpoints="all"),
     FigureSpec(
         "fig5", "Task loss and accuracy vs density at fixed active parameters",
         "memorization always prefers sparser; reasoning prefers sparser at small active "
@@ -61,8 +61,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                            "reasoning_acc")
               for t, i in ((("TriviaQA", 0), ("HellaSwag", 1)) if role.startswith("memo")
                            else (("GSM8K", 0), ("GSM-Plus", 1)))),
-        ("C5.memorization-sparser", "C5.reasoning-small-active-sparser",
-         "C5.reasoning-optimum-moves-dense"), BASE),
+        BASE),
     FigureSpec(
         "fig6", "Test-time compute and GRPO",
         "left: self-consistency accuracy vs samples; right: GRPO before/after vs total "
@@ -70,7 +69,6 @@ FIGURES: tuple[FigureSpec, ...] = (
         (Panel("self-consistency (maj@N)", "sc", x="samples", kind="sc_curve",
                y_label="accuracy"),
          Panel("GRPO", "grpo", x="total_params", kind="grpo", y_label="accuracy")),
-        ("C6.ttc-raises-accuracy", "C6.grpo-raises-accuracy", "C6.trend-survives"),
         (*BASE, "sc", "grpo"), points="posttrain"),
     FigureSpec(
         "fig7", "Accuracy vs tokens per parameter",
@@ -81,27 +79,26 @@ FIGURES: tuple[FigureSpec, ...] = (
                                  ("HellaSwag", "memorization_acc", 1),
                                  ("GSM8K", "reasoning_acc", 0),
                                  ("GSM-Plus", "reasoning_acc", 1))),
-        ("C7.memorization-tpp", "C7.reasoning-tpp-peak", "C7.tpp-optimum-near-20",
-         "C7.larger-k-better"), BASE),
+        BASE),
     FigureSpec(
         "fig8", "Code models: accuracy vs density",
         "HumanEval/MBPP behave like math: at large active budgets the optimum shifts to "
         "dense (code-pretrained grid).",
         (Panel("HumanEval", "humaneval/pass@1", x="density", y_label="pass@1"),
          Panel("MBPP", "mbpp/pass@1", x="density", y_label="pass@1")),
-        ("C8.code-optimum-dense",), ("code",)),
+        ("code",)),
     FigureSpec(
         "fig10", "GRPO on two training sets",
         "the GRPO result holds whether GRPO trains on GSM8K or on MATH.",
         (Panel("GRPO, set 1", "grpo", x="total_params", kind="grpo", y_label="accuracy"),
          Panel("GRPO, set 2", "grpo2", x="total_params", kind="grpo", y_label="accuracy")),
-        ("C10.grpo-either-set",), (*BASE, "grpo", "grpo2"), points="posttrain"),
+        (*BASE, "grpo", "grpo2"), points="posttrain"),
     FigureSpec(
         "fig11", "Few-shot accuracy vs number of shots",
         "few-shot GSM8K accuracy is unstable across shot counts (why TTC is zero-shot).",
         (Panel("GSM8K few-shot", "fewshot", x="shots", kind="fewshot", log_x=False,
                y_label="accuracy"),),
-        ("C11.fewshot-unstable",), (*BASE, "fewshot"), points="posttrain"),
+        (*BASE, "fewshot"), points="posttrain"),
 )
 FIGURES_BY_ID = {f.id: f for f in FIGURES}
 

@@ -62,16 +62,15 @@ def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path)
 
 def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale: str,
            tasks: TaskSet, label: str, reference: dict[str, Any] | None = None,
-           points_filter=None, decides: frozenset[str] | None = None,
+           decides: frozenset[str] | None = None,
            prior: dict[tuple[str, str], tuple[float, float]] | None = None) -> FigureResult:
     """Draw the figure and check its claims. ``decides``: the claims this scale has the
     power to decide (None: all); any other verdict is reported as inconclusive, with the
     measured statistic and the verdict it would have had. ``prior``: the seed noise of
     metrics without replicated seeds here (``ClaimData``)."""
     data = ClaimData(rows, tasks, prior=prior or {})
-    points = [p for p in data.final if points_filter is None or points_filter(p)]
     fig_dir = out_dir / spec.id
-    plotted = draw(spec, data, points, fig_dir / spec.id, label)
+    plotted = draw(spec, data, data.final, fig_dir / spec.id, label)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["panel", "series", "model", "x", "y", "yerr"])

@@ -1,14 +1,15 @@
-"""What a figure is: panels (axes, series, metric) and the claims it checks."""
+"""What a figure is: panels (axes, series, metric), the tiers it needs and the claims it
+checks (read from the claims registry)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from optimal_sparsity.claims.registry import Metric, TaskSet
+from optimal_sparsity.claims.registry import CLAIMS, Metric, TaskSet
+from optimal_sparsity.eval.tiers import wants_gpu
 
 Kind = str  # "lines" | "sparsity_scatter" | "sc_curve" | "grpo" | "fewshot"
-X_AXES = ("total_params", "active_params", "train_loss", "tpp", "density", "samples", "shots")
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,17 @@ class FigureSpec:
     title: str
     paper: str  # what the paper's figure shows
     panels: tuple[Panel, ...]
-    claims: tuple[str, ...]
-    tiers: tuple[str, ...]  # evaluation tiers it needs
+    tiers: tuple[str, ...]  # evaluation tiers it needs (``eval.tiers``)
     checkpoints: str = "final"  # or "all" (intermediate checkpoints, Fig 4)
     points: str = "all"  # or "posttrain" (the family that gets TTC / GRPO / few-shot)
-    cost: str = ""
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        """The ids of the claims it checks: those whose ``Claim.figure`` is this figure, in
+        the registry's order."""
+        return tuple(c.id for c in CLAIMS if c.figure == self.id)
+
+    @property
+    def wants_gpu(self) -> bool:
+        """A GPU is advised for it at the released checkpoints' size (pull mode)."""
+        return wants_gpu(self.tiers)

@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,11 +402,6 @@ def pulled_model_dir(name: str, lock: Lock, cache_dir: str | Path | None = None,
     if lock.find(name).kind != "model":
         raise UserError(f"{name} is a data set, not a model")
     return pulled_dir(name, lock, cache_dir, allow_unpinned=allow_unpinned, rehash=rehash)
-
-
-def pull_many(names: Sequence[str], lock: Lock, cache_dir: str | Path | None = None,
-              **kwargs: Any) -> list[PullResult]:
-    return [pull(lock.find(n), cache_dir, **kwargs) for n in names]
 
 
 __all__ = ["PullResult", "RemoteRepo", "default_cache_dir", "hub_endpoint", "pull",

@@ -202,15 +202,3 @@ def read_rows(root: str | Path) -> list[Row]:
         _warn(f"results part {unrecorded[0]}{more} has no integrity record")
     return rows
 
-
-def to_csv(rows: list[Row], path: str | Path) -> None:
-    import csv
-    import io
-
-    cols = [f.name for f in dataclasses.fields(Row) if f.name not in ("versions", "extra")]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r.to_dict())
-    write_text(path, buf.getvalue())

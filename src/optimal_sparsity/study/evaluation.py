@@ -18,8 +18,7 @@ from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.sweep import PointRun
 
-BASE_TIERS = {"pretrain": "pretrain", "taskloss": "task_loss", "accuracy": "accuracy",
-              "knowledge_bits": "knowledge_bits"}
+BASE_TIERS = frozenset({"pretrain", "task_loss", "accuracy", "knowledge_bits"})
 
 
 def _settings(design: StudyDesign, tiers: tuple[str, ...], **kw) -> EvalSettings:
@@ -35,7 +34,7 @@ def evaluate_run(run: PointRun, design: StudyDesign, spec: FigureSpec, table: Pa
     corpus = Path(run.config.corpus)
     ckpts = run.checkpoints("all")
     final = ckpts[-1][1]
-    tiers = tuple(BASE_TIERS[t] for t in spec.tiers if t in BASE_TIERS)
+    tiers = tuple(t for t in spec.tiers if t in BASE_TIERS)
     if tiers:
         evaluate_checkpoint(final, corpus, table, _settings(design, tiers), log=log)
     if spec.checkpoints == "all":

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from optimal_sparsity.claims.registry import PAPER_TASKS, PROXY_TASKS
+from optimal_sparsity.claims.registry import PROXY_TASKS
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
@@ -223,5 +223,3 @@ def _cold_run(run_file: Path, ids: list[str], wall: float, command: str) -> dict
         return prev
     return this
 
-
-TASKSETS = {"retrain": PROXY_TASKS, "pull": PAPER_TASKS}

@@ -8,7 +8,7 @@ mode, with that reason. A claim that needs a tier the pull pipeline does not run
 ``not testable`` too, saying which tier. The rest are decided from the hub's data, and the
 README's pull column says what they need (``claims.table``).
 
-What the pipeline runs is read from its own declarations (``eval.evaluate.PULL_TIERS``,
+What the pipeline runs is read from its own declarations (``eval.tiers.PULL_TIERS``,
 ``eval.paper_tasks``, ``eval.taskloss_data``, ``eval.taskloss_build``, ``eval.code_tasks``),
 so the column changes when the pipeline does.
 """
@@ -16,6 +16,8 @@ so the column changes when the pipeline does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from optimal_sparsity.eval.tiers import wants_gpu
 
 # What the release lacks, and why a claim that needs it cannot be decided from the release.
 UNRELEASED: dict[str, str] = {
@@ -32,6 +34,8 @@ REA_LOSS = ("task_loss:gsm8k", "task_loss:gsm_plus")
 MEM_ACC = ("acc:triviaqa", "acc:hellaswag")
 REA_ACC = ("acc:gsm8k", "acc:gsm_plus")
 CODE_ACC = ("acc:humaneval", "acc:mbpp", "acc:humaneval_plus", "acc:mbpp_plus")
+# The pull tier that measures a need of each kind ("acc:gsm8k" -> paper_accuracy).
+PULL_TIER_OF: dict[str, str] = {"acc": "paper_accuracy", "task_loss": "paper_task_loss"}
 
 # What each claim's predicate reads (claims/registry.py), in pull mode's terms.
 CLAIM_NEEDS: dict[str, tuple[str, ...]] = {
@@ -73,9 +77,9 @@ class PullRuns:
 
 def pull_runs() -> PullRuns:
     from optimal_sparsity.eval.code_tasks import PLUS_TASKS
-    from optimal_sparsity.eval.evaluate import PULL_TIERS
     from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
     from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS
+    from optimal_sparsity.eval.tiers import PULL_TIERS
     from optimal_sparsity.hub.taskloss_inputs import BUILDS
 
     acc = frozenset(PAPER_TASKS) | frozenset(PLUS_TASKS) if "paper_accuracy" in PULL_TIERS \
@@ -113,6 +117,7 @@ def pull_status(claim_id: str, runs: PullRuns | None = None) -> PullStatus:
                     if n.startswith("task_loss:") and n[10:] in runs.built_task_loss})
     if built:
         parts.append("`taskloss-build` " + ", ".join(b.removesuffix(".json") for b in built))
-    if any(n.startswith("acc:") for n in needs):
+    if wants_gpu(PULL_TIER_OF[kind] for kind, _, _ in (n.partition(":") for n in needs)
+                 if kind in PULL_TIER_OF):
         parts.append("GPU advised")
     return PullStatus(True, "; ".join(parts))

@@ -3,9 +3,11 @@ evaluated with the paper's settings, then drawn and checked like the retrained g
 
 What cannot run here is skipped with its reason, never faked: an unpinned lock (unless
 ``--allow-unpinned``), an unreachable hub, the paper's accuracy tasks without their data
-or a GPU. What the release cannot decide (no training losses, no intermediate checkpoints)
-and the tiers pull mode does not run are declared per claim in ``study.pull_claims``; each
-such claim of a figure is logged as not testable, with the reason.
+or a GPU. A figure whose tiers generate text logs that a GPU is advised when none is here
+(``FigureSpec.wants_gpu``). What the release cannot decide (no training losses, no
+intermediate checkpoints) and the tiers pull mode does not run are declared per claim in
+``study.pull_claims``; each such claim of a figure is logged as not testable, with the
+reason.
 """
 
 from __future__ import annotations
@@ -71,9 +73,16 @@ def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[s
     return tuple(out)
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
-    from optimal_sparsity.eval.evaluate import PULL_TIERS, EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.eval.tiers import PULL_TIERS
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
     from optimal_sparsity.study.pull_claims import pull_status
@@ -90,6 +99,9 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                        f"checkpoints.lock pins no revision for {len(unpinned)} of {len(models)} "
                        "models (no machine of this project reaches the hub): run `./reproduce "
                        "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
+    if spec.wants_gpu and not _has_cuda():
+        log(f"{spec.id}: GPU advised (none here): its tiers generate text, slow on a CPU at "
+            "the released checkpoints' size")
     table = out_dir / "table"
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
     settings = EvalSettings(tiers=PULL_TIERS,

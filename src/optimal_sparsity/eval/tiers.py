@@ -1,0 +1,49 @@
+"""The evaluation tiers, each declared once: whether it reads the proxy corpus its checkpoint
+was trained on, and whether it generates text.
+
+``eval.evaluate`` runs the checkpoint tiers (``TIERS``); the post-training tiers (``sc``,
+``grpo``, ``grpo2``) and ``code`` (the code models, released only) are named by figures
+(``figures.registry``) and run by ``study.evaluation`` and pull mode. A tier that generates
+wants a GPU at the released checkpoints' size (the paper's generation runs through vLLM); a
+figure wants one if any of its tiers does (``wants_gpu``). The scaled-down retrain runs every
+tier on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    reads_corpus: bool  # the proxy corpus the checkpoint was trained on
+    generates: bool  # sampled completions: a GPU is advised at the released size
+    checkpoint: bool = True  # run by ``evaluate_checkpoint`` (else by its own step)
+
+
+ALL_TIERS: tuple[Tier, ...] = (
+    Tier("pretrain", reads_corpus=True, generates=False),
+    Tier("task_loss", reads_corpus=True, generates=False),
+    Tier("accuracy", reads_corpus=True, generates=True),
+    Tier("fewshot", reads_corpus=True, generates=True),
+    Tier("knowledge_bits", reads_corpus=True, generates=False),
+    Tier("paper_task_loss", reads_corpus=False, generates=False),
+    Tier("paper_accuracy", reads_corpus=False, generates=True),
+    Tier("sc", reads_corpus=True, generates=True, checkpoint=False),
+    Tier("grpo", reads_corpus=True, generates=True, checkpoint=False),
+    Tier("grpo2", reads_corpus=True, generates=True, checkpoint=False),
+    Tier("code", reads_corpus=False, generates=True, checkpoint=False),
+)
+TIERS_BY_NAME: dict[str, Tier] = {t.name: t for t in ALL_TIERS}
+
+TIERS: tuple[str, ...] = tuple(t.name for t in ALL_TIERS if t.checkpoint)
+DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
+PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
+CORPUS_TIERS: frozenset[str] = frozenset(t for t in TIERS if TIERS_BY_NAME[t].reads_corpus)
+
+
+def wants_gpu(tiers: Iterable[str]) -> bool:
+    """Whether any of ``tiers`` generates text: a GPU is advised at the released size."""
+    return any(TIERS_BY_NAME[t].generates for t in tiers)
