@@ -8,11 +8,11 @@ import importlib.util
 import pytest
 
 from optimal_sparsity.claims.registry import CLAIMS
-from optimal_sparsity.eval.tiers import TIERS_BY_NAME
 from optimal_sparsity.figures.registry import FIGURES, FIGURES_BY_ID
 from optimal_sparsity.figures.render import skipped
 from optimal_sparsity.paths import REPO
 from optimal_sparsity.study.pull_claims import CLAIM_NEEDS, PULL_TIER_OF, pull_status
+from optimal_sparsity.tiers import TIERS_BY_NAME
 
 
 def test_every_claim_belongs_to_exactly_one_figure():

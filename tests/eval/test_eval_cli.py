@@ -16,8 +16,8 @@ import pytest
 from optimal_sparsity.cli import main
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.evaluate import EvalSettings, TierStatus, evaluate_checkpoint
-from optimal_sparsity.eval.tiers import CORPUS_TIERS
 from optimal_sparsity.results.table import PARTS, read_rows
+from optimal_sparsity.tiers import CORPUS_TIERS
 
 SMOKE = ["--smoke", "--threads", "1"]
 PROXY = ("triviaqa_proxy", "hellaswag_proxy", "gsm8k_proxy", "gsmplus_proxy")

@@ -1,11 +1,11 @@
-"""The tier declarations (``eval.tiers``) agree with the evaluator that runs them."""
+"""The tier declarations (``tiers``) agree with the evaluator that runs them."""
 
 from __future__ import annotations
 
 import inspect
 
 from optimal_sparsity.eval.evaluate import TIER_FUNCS
-from optimal_sparsity.eval.tiers import ALL_TIERS, CORPUS_TIERS, DEFAULT_TIERS, PULL_TIERS, TIERS
+from optimal_sparsity.tiers import ALL_TIERS, CORPUS_TIERS, DEFAULT_TIERS, PULL_TIERS, TIERS
 
 
 def test_the_evaluator_runs_exactly_the_checkpoint_tiers():

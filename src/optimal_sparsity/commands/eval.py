@@ -60,7 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         evaluate_checkpoint,
         is_hf_dir,
     )
-    from optimal_sparsity.eval.tiers import CORPUS_TIERS, DEFAULT_TIERS, PULL_TIERS
+    from optimal_sparsity.tiers import CORPUS_TIERS, DEFAULT_TIERS, PULL_TIERS
 
     ckpt = resolve_checkpoint(args.checkpoint)
     pull = is_hf_dir(ckpt)
@@ -108,7 +108,7 @@ def cmd_lm_eval_tasks(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
-    from optimal_sparsity.eval.tiers import TIERS
+    from optimal_sparsity.tiers import TIERS
 
     p = sub.add_parser("eval", help="evaluate one checkpoint on all tiers -> results table")
     p.add_argument("checkpoint", type=Path,

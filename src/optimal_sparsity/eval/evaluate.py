@@ -1,6 +1,6 @@
 """All evaluation tiers of one checkpoint -> rows of the results table.
 
-Tiers (``TIERS``, declared in ``eval.tiers``):
+Tiers (``TIERS``, declared in ``tiers``):
 
 - ``pretrain``: train and validation CE (nats/token) recomputed on the corpus
   (``pretrain_loss``); task ``pretrain``, metrics ``train_loss``, ``val_loss`` and, on a
@@ -45,7 +45,6 @@ from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-from optimal_sparsity.eval.tiers import CORPUS_TIERS, DEFAULT_TIERS, TIERS
 from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
 from optimal_sparsity.results.table import (
     Row,
@@ -54,6 +53,7 @@ from optimal_sparsity.results.table import (
     settings_key,
     write_part,
 )
+from optimal_sparsity.tiers import CORPUS_TIERS, DEFAULT_TIERS, TIERS
 
 SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
                     "not a result")
@@ -183,7 +183,7 @@ class _Job:
 
     def need_corpus(self, tier: str) -> Path:
         if tier not in CORPUS_TIERS:
-            raise AssertionError(f"tier {tier} reads the corpus: declare it so in eval.tiers")
+            raise AssertionError(f"tier {tier} reads the corpus: declare it in tiers.py")
         if self.corpus is None:
             raise UserError(f"tier {tier} needs the proxy corpus: pass --corpus DIR")
         return self.corpus

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from optimal_sparsity.claims.registry import CLAIMS, Metric, TaskSet
-from optimal_sparsity.eval.tiers import wants_gpu
+from optimal_sparsity.tiers import wants_gpu
 
 Kind = str  # "lines" | "sparsity_scatter" | "sc_curve" | "grpo" | "fewshot"
 
@@ -42,7 +42,7 @@ class FigureSpec:
     title: str
     paper: str  # what the paper's figure shows
     panels: tuple[Panel, ...]
-    tiers: tuple[str, ...]  # evaluation tiers it needs (``eval.tiers``)
+    tiers: tuple[str, ...]  # evaluation tiers it needs (``tiers``)
     checkpoints: str = "final"  # or "all" (intermediate checkpoints, Fig 4)
     points: str = "all"  # or "posttrain" (the family that gets TTC / GRPO / few-shot)
 

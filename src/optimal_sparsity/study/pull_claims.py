@@ -8,7 +8,7 @@ mode, with that reason. A claim that needs a tier the pull pipeline does not run
 ``not testable`` too, saying which tier. The rest are decided from the hub's data, and the
 README's pull column says what they need (``claims.table``).
 
-What the pipeline runs is read from its own declarations (``eval.tiers.PULL_TIERS``,
+What the pipeline runs is read from its own declarations (``tiers.PULL_TIERS``,
 ``eval.paper_tasks``, ``eval.taskloss_data``, ``eval.taskloss_build``, ``eval.code_tasks``),
 so the column changes when the pipeline does.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optimal_sparsity.eval.tiers import wants_gpu
+from optimal_sparsity.tiers import wants_gpu
 
 # What the release lacks, and why a claim that needs it cannot be decided from the release.
 UNRELEASED: dict[str, str] = {
@@ -79,8 +79,8 @@ def pull_runs() -> PullRuns:
     from optimal_sparsity.eval.code_tasks import PLUS_TASKS
     from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
     from optimal_sparsity.eval.taskloss_data import AUTHORS_INPUTS
-    from optimal_sparsity.eval.tiers import PULL_TIERS
     from optimal_sparsity.hub.taskloss_inputs import BUILDS
+    from optimal_sparsity.tiers import PULL_TIERS
 
     acc = frozenset(PAPER_TASKS) | frozenset(PLUS_TASKS) if "paper_accuracy" in PULL_TIERS \
         else frozenset()

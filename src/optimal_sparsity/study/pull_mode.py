@@ -82,10 +82,10 @@ def _has_cuda() -> bool:
 def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                     log: Callable[[str], None] = print) -> FigureResult:
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
-    from optimal_sparsity.eval.tiers import PULL_TIERS
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
     from optimal_sparsity.study.pull_claims import pull_status
+    from optimal_sparsity.tiers import PULL_TIERS
 
     lock = load_lock(opts.lock)
     models = select_models(lock, spec)
