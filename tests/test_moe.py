@@ -175,3 +175,25 @@ def test_fused_under_bf16_autocast_runs_experts_in_bf16():
     assert fused.experts.mlp.w1.grad.dtype == torch.float32
     torch.testing.assert_close(fused.experts.mlp.w1.grad, ref.experts.mlp.w1.grad,
                                atol=2e-2 * ref.experts.mlp.w1.grad.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize(("e_count", "k"), [(2, 2), (16, 2), (4, 4), (16, 4)])
+def test_cache_blocking_changes_no_bit(e_count, k):
+    """The fused path's blocks (the default BLOCK_BYTES, 2 MiB, one block per expert)
+    give bitwise the same outputs and gradients at the study's d = 64 shapes, so the
+    block size is a speed setting only."""
+    from optimal_sparsity.model.fused_moe import BLOCK_BYTES
+
+    cfg = scaled_config(64, e_count, k, n_layers=1)
+    x, g = torch.randn(16, 128, 64), torch.randn(16, 128, 64)
+    results = []
+    for block_bytes in (BLOCK_BYTES, 2 << 20, 0):
+        torch.manual_seed(6)
+        moe = TorchMoE(cfg, block_bytes=block_bytes)
+        init_moe_(moe, cfg)
+        xi = x.clone().requires_grad_()
+        y, _ = moe(xi)
+        (y * g).sum().backward()
+        results.append([y, xi.grad, *(p.grad for p in moe.parameters())])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))

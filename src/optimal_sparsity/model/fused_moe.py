@@ -26,8 +26,12 @@ def grouped_mm_ok(x: torch.Tensor, *dims: int) -> bool:
 # writes weight gradients straight into their buffers, and accumulates the input
 # gradient of gate and up projections in place (addmm_).
 
-# Rows of one block: its [rows, F] intermediates should stay in the last-level cache.
-BLOCK_BYTES = 2 << 20
+# Bytes of one [rows, F] intermediate of a block: a block's gate, up and hidden rows then
+# stay in a core's L2. 256 KiB measured fastest of 128 KiB-4 MiB at every d = 64 study
+# point (4-9% over 2 MiB on an EPYC with 1 MiB of L2 per core; BENCHMARKS.md). Blocking
+# changes which matmuls run, not their results: each expert's rows are multiplied alone
+# either way (bitwise equal, tests/test_moe.py).
+BLOCK_BYTES = 256 << 10
 
 
 def _plan_blocks(counts: list[int], row_budget: int) -> list[tuple[int, int, int, int]]:
