@@ -123,7 +123,8 @@ def test_study_rows_train_every_point_under_each_setup_and_beside_a_competitor()
     from optimal_sparsity.bench.study import cores, run_study_train, run_under_load
     from optimal_sparsity.study.design import get_design
 
-    row = run_study_train(StudyTrainCase("tiny", seconds=0.2, setups=("today", "study")))
+    row = run_study_train(StudyTrainCase("tiny", seconds=0.2, rounds=1,
+                                          setups=("today", "study")))
     labels = {p.label for p in get_design("tiny").points}
     for name, jobs, threads in (("today", 1, cores()), ("study", cores(), 1)):
         peer = row["peers"][name]
@@ -132,7 +133,7 @@ def test_study_rows_train_every_point_under_each_setup_and_beside_a_competitor()
         assert all(v > 0 for v in peer["per_point_tokens_per_s"].values())
     rel = float(row["check"].rsplit(" ", 1)[1])
     assert rel < 1e-5, row["check"]  # same math; threads may reorder sums
-    load = run_under_load(UnderLoadCase("tiny", "s-d32-E2-k2-L2", seconds=0.2,
+    load = run_under_load(UnderLoadCase("tiny", "s-d32-E2-k2-L2", seconds=0.2, rounds=1,
                                         setups=("study",)))
     peer = load["peers"]["study"]
     assert peer["idle_tokens_per_s"] > 0 and peer["tokens_per_s"] > 0

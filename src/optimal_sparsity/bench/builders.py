@@ -235,6 +235,9 @@ def build_train_step(case: TrainStepCase, device: torch.device, only: str | None
         if name.startswith("ours"):
             bf16 = "bf16" in name
             model = build_model(cfg, seed=0, device=device)
+            if case.block_bytes is not None:
+                for layer in model.layers:
+                    layer.moe.block_bytes = case.block_bytes
             peers[name] = _train_step(model, lambda m: m(ids, labels=labels,
                                                          return_logits=False).loss,
                                       bf16, fused=name.endswith("+fused"))

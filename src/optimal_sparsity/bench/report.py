@@ -117,6 +117,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
 def _setup_label(p: dict[str, Any]) -> str:
     return (f"{p['jobs']} x {p['threads']} thread{'s' if p['threads'] > 1 else ''}"
             + (", freed memory kept" if p["keep_freed"] else "")
+            + (f", {p['block_bytes'] >> 10} KiB MoE blocks" if p.get("block_bytes") else "")
             + "".join(f", {k}={v}" for k, v in p.get("env", {}).items()))
 
 

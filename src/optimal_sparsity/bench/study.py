@@ -4,15 +4,21 @@ A ``study_train`` row trains each grid point of a design for a few seconds in wo
 processes, under each trainer setup (``SETUPS``):
 
   today          one run at a time, all cores (the trainer's default thread count),
-                 glibc's default allocator: how the sweep ran before ``--jobs``
+                 glibc's default allocator, 2 MiB MoE cache blocks: how the sweep ran
+                 before ``--jobs``
   side-by-side   as many runs as cores at once, one thread each (``--jobs``)
-  study          side by side, and the allocator keeps freed memory
-                 (``train.allocator``): what ``./reproduce`` runs now
+  study          side by side, the allocator keeps freed memory (``train.allocator``)
+                 and the MoE's tuned cache blocks: what ``./reproduce`` runs now
+
+All setups compute the same thing (the blocks and the allocator change no bit; threads
+may reorder a sum): the row checks the first two losses of every point against today's.
 
 Every worker of a group starts its timed window at the same moment (after its warm-up),
 so runs side by side share the machine for the whole window. A point's rate is its
-tokens over its window. The sweep's rate, for runs of equal token budgets, is
-``jobs * n / sum(1 / rate_i)`` (runs packed onto the cores without idle gaps).
+tokens over its window, the median over ``rounds`` rounds; each round runs every setup
+in turn, so a drift of the machine's speed falls on all setups alike. The sweep's rate,
+for runs of equal token budgets, is ``jobs * n / sum(1 / rate_i)`` (runs packed onto the
+cores without idle gaps).
 
 An ``under_load`` row trains one point under a setup with and without a competing
 CPU-bound process (``competitor_threads`` threads of 1024^2 matmuls, started first) and
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -49,15 +56,23 @@ class TrainerSetup:
     threads: int
     keep_freed: bool
     env: tuple[tuple[str, str], ...] = ()
+    block_bytes: int | None = None  # the fused MoE's cache blocks (None: BLOCK_BYTES)
 
     def resolved(self, cores: int) -> tuple[int, int]:
         return self.jobs or cores, self.threads or cores
 
 
+TODAY_BLOCK_BYTES = 2 << 20  # the fused MoE's cache blocks before they were tuned
+
 SETUPS: dict[str, TrainerSetup] = {
-    "today": TrainerSetup(jobs=1, threads=0, keep_freed=False),
-    "side-by-side": TrainerSetup(jobs=0, threads=1, keep_freed=False),
+    "today": TrainerSetup(jobs=1, threads=0, keep_freed=False, block_bytes=TODAY_BLOCK_BYTES),
+    "side-by-side": TrainerSetup(jobs=0, threads=1, keep_freed=False,
+                                 block_bytes=TODAY_BLOCK_BYTES),
     "study": TrainerSetup(jobs=0, threads=1, keep_freed=True),
+    # A lone run on all cores, with OpenMP's idle threads spinning less (libgomp's
+    # default spins 300,000 times before it sleeps) or not at all.
+    "all-cores-spin1000": TrainerSetup(jobs=1, threads=0, keep_freed=True,
+                                       env=(("GOMP_SPINCOUNT", "1000"),)),
     "all-cores-passive": TrainerSetup(jobs=1, threads=0, keep_freed=True,
                                       env=(("OMP_WAIT_POLICY", "PASSIVE"),)),
 }
@@ -72,7 +87,7 @@ def _worker_spec(design: StudyDesign, point: GridPoint, setup: TrainerSetup, thr
     """A worker trains ``point`` at the design's batch, window and vocabulary."""
     return {"point": point.name, "n_layers": point.n_layers, "threads": threads,
             "keep_freed": setup.keep_freed, "env": dict(setup.env),
-            "micro_batch": design.train["micro_batch"],
+            "block_bytes": setup.block_bytes, "micro_batch": design.train["micro_batch"],
             "seq_len": design.train["seq_len"], "vocab_size": design.corpus.vocab_size,
             "seconds": seconds}
 
@@ -122,23 +137,30 @@ def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> float:
 def run_study_train(case: StudyTrainCase) -> dict[str, Any]:
     design, n = get_design(case.design), cores()
     points = list(design.points)
+    rates: dict[str, dict[str, list[float]]] = {name: {} for name in case.setups}
+    losses: dict[str, dict[str, list[float]]] = {name: {} for name in case.setups}
+    for _ in range(case.rounds):  # setups interleaved: the machine's drift falls on all
+        for name in case.setups:
+            setup = SETUPS[name]
+            jobs, threads = setup.resolved(n)
+            for i in range(0, len(points), jobs):
+                group = points[i:i + jobs]
+                res = run_group([_worker_spec(design, p, setup, threads, case.seconds)
+                                 for p in group])
+                for p, r in zip(group, res, strict=True):
+                    rates[name].setdefault(p.label, []).append(r["tokens"] / r["wall_s"])
+                    losses[name][p.label] = r["warmup_losses"]
     peers: dict[str, Any] = {}
-    losses: dict[str, dict[str, list[float]]] = {}
     for name in case.setups:
         setup = SETUPS[name]
         jobs, threads = setup.resolved(n)
-        per_point: dict[str, float] = {}
-        for i in range(0, len(points), jobs):
-            group = points[i:i + jobs]
-            res = run_group([_worker_spec(design, p, setup, threads, case.seconds)
-                             for p in group])
-            for p, r in zip(group, res, strict=True):
-                per_point[p.label] = r["tokens"] / r["wall_s"]
-                losses.setdefault(name, {})[p.label] = r["warmup_losses"]
+        per_point = {p: statistics.median(v) for p, v in rates[name].items()}
         sweep = _sweep_rate(list(per_point.values()), jobs)
         peers[name] = {"tokens_per_s": sweep, "per_point_tokens_per_s": per_point,
-                       "jobs": jobs, "threads": threads, "keep_freed": setup.keep_freed,
-                       "env": dict(setup.env), "median_s": _tokens_per_step(design) / sweep}
+                       "per_point_rounds": rates[name], "jobs": jobs, "threads": threads,
+                       "keep_freed": setup.keep_freed, "env": dict(setup.env),
+                       "block_bytes": setup.block_bytes,
+                       "median_s": _tokens_per_step(design) / sweep}
     ref = case.setups[0]
     diffs = {name: max(_max_rel_diff(losses[name][p], losses[ref][p]) for p in losses[ref])
              for name in case.setups[1:]}
@@ -160,26 +182,32 @@ def run_under_load(case: UnderLoadCase) -> dict[str, Any]:
     point = next((p for p in design.points if p.label == case.point), None)
     if point is None:
         raise ValueError(f"{case.point} is not a grid point of the {case.design} design")
+    rates: dict[str, dict[str, list[float]]] = {
+        name: {"idle": [], "loaded": []} for name in case.setups}
+    for _ in range(case.rounds):
+        for name in case.setups:
+            setup = SETUPS[name]
+            jobs, threads = setup.resolved(n)
+            specs = [_worker_spec(design, point, setup, threads, case.seconds)] * jobs
+            for state in ("idle", "loaded"):
+                comp = _competitor(case.competitor_threads) if state == "loaded" else None
+                try:
+                    res = run_group(specs)
+                finally:
+                    if comp is not None:
+                        comp.kill()
+                        comp.wait()
+                rates[name][state].append(sum(r["tokens"] / r["wall_s"] for r in res))
     peers: dict[str, Any] = {}
     for name in case.setups:
         setup = SETUPS[name]
         jobs, threads = setup.resolved(n)
-        specs = [_worker_spec(design, point, setup, threads, case.seconds)] * jobs
-        rate = {}
-        for state in ("idle", "loaded"):
-            comp = _competitor(case.competitor_threads) if state == "loaded" else None
-            try:
-                res = run_group(specs)
-            finally:
-                if comp is not None:
-                    comp.kill()
-                    comp.wait()
-            rate[state] = sum(r["tokens"] / r["wall_s"] for r in res)
-        peers[name] = {"tokens_per_s": rate["loaded"], "idle_tokens_per_s": rate["idle"],
-                       "loaded_fraction": rate["loaded"] / rate["idle"], "jobs": jobs,
-                       "threads": threads, "keep_freed": setup.keep_freed,
-                       "env": dict(setup.env),
-                       "median_s": _tokens_per_step(design) / rate["loaded"]}
+        idle, loaded = (statistics.median(rates[name][s]) for s in ("idle", "loaded"))
+        peers[name] = {"tokens_per_s": loaded, "idle_tokens_per_s": idle,
+                       "loaded_fraction": loaded / idle, "rounds": rates[name],
+                       "jobs": jobs, "threads": threads, "keep_freed": setup.keep_freed,
+                       "env": dict(setup.env), "block_bytes": setup.block_bytes,
+                       "median_s": _tokens_per_step(design) / loaded}
     return _row(case, design, peers, f"competitor: one process of {case.competitor_threads} "
                                      "threads of 1024^2 fp32 matmuls")
 
@@ -208,7 +236,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     torch.use_deterministic_algorithms(True, warn_only=True)  # as the trainer runs
     case = TrainStepCase(spec["point"], micro_batch=spec["micro_batch"],
                          seq_len=spec["seq_len"], n_layers=spec["n_layers"],
-                         vocab_size=spec["vocab_size"])
+                         vocab_size=spec["vocab_size"], block_bytes=spec["block_bytes"])
     step = build_train_step(case, torch.device("cpu"), only="ours").peers["ours"]
     warm = [float(step()) for _ in range(2)]
     print("ready " + json.dumps(warm), flush=True)
