@@ -230,7 +230,8 @@ class MoELM(TemplateLM):
             ids[i, width - len(c):] = torch.tensor(c, dtype=torch.long)
             valid[i, width - len(c):] = True
         ids, valid = ids.to(self._device), valid.to(self._device)
-        cache = KVCache.empty(len(self.model.layers), len(contexts), self._device)
+        cache = KVCache.empty(len(self.model.layers), len(contexts), self._device,
+                              capacity=width + max_gen)
         logits = self.model.forward_cached(ids, valid, cache)[:, -1]
         new: list[list[int]] = [[] for _ in contexts]
         active = list(range(len(contexts)))

@@ -86,14 +86,38 @@ class Attention(nn.Module):
 
 @dataclass
 class LayerKV:
-    """One layer's cached keys and values [B, H, T, head_dim] (RoPE already applied)."""
+    """One layer's cached keys and values [B, H, T, head_dim] (RoPE already applied).
 
-    k: torch.Tensor | None = None
-    v: torch.Tensor | None = None
+    With a ``capacity`` (slots), the buffers are allocated once at that length and each
+    step writes its keys in place; without one, each step concatenates (a copy of the
+    whole cache per step)."""
+
+    capacity: int | None = None
+    k_buf: torch.Tensor | None = None
+    v_buf: torch.Tensor | None = None
+    length: int = 0
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        return None if self.k_buf is None else self.k_buf[:, :, :self.length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self.v_buf is None else self.v_buf[:, :, :self.length]
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        s = k.shape[2]
+        end = self.length + s
+        if self.k_buf is None or (self.capacity is None or end > self.k_buf.shape[2]):
+            size = max(end, self.capacity or 0)
+            grown = [t.new_empty(*t.shape[:2], size, t.shape[3]) for t in (k, v)]
+            if self.k_buf is not None:
+                grown[0][:, :, :self.length] = self.k
+                grown[1][:, :, :self.length] = self.v
+            self.k_buf, self.v_buf = grown
+        self.k_buf[:, :, self.length:end] = k
+        self.v_buf[:, :, self.length:end] = v
+        self.length = end
         return self.k, self.v
 
 
@@ -105,18 +129,22 @@ class KVCache:
     layers: list[LayerKV]
     valid: torch.Tensor
     next_pos: torch.Tensor
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos/sin of every position so far
 
     @classmethod
-    def empty(cls, n_layers: int, batch: int, device: torch.device) -> KVCache:
-        return cls([LayerKV() for _ in range(n_layers)],
+    def empty(cls, n_layers: int, batch: int, device: torch.device,
+              capacity: int | None = None) -> KVCache:
+        """``capacity``: the slots a decode will fill (prompt width + new tokens), so
+        keys and values are written in place instead of concatenated each step."""
+        return cls([LayerKV(capacity) for _ in range(n_layers)],
                    torch.zeros((batch, 0), dtype=torch.bool, device=device),
                    torch.zeros(batch, dtype=torch.long, device=device))
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` of the batch (finished sequences leave it)."""
         for layer in self.layers:
-            if layer.k is not None:
-                layer.k, layer.v = layer.k[rows], layer.v[rows]
+            if layer.k_buf is not None:
+                layer.k_buf, layer.v_buf = layer.k_buf[rows], layer.v_buf[rows]
         self.valid, self.next_pos = self.valid[rows], self.next_pos[rows]
 
 
@@ -219,8 +247,11 @@ class MoECausalLM(nn.Module):
         key_slot = torch.arange(t, device=input_ids.device)
         query_slot = key_slot[t - s:, None]
         mask = (cache.valid[:, None, :] & (key_slot <= query_slot)) | (key_slot == query_slot)
-        cos, sin = rope_cos_sin(int(pos.max()) + 1, cfg.head_dim, cfg.rope_theta,
-                                input_ids.device)
+        need = int(pos.max()) + 1
+        if cache.rope is None or cache.rope[0].shape[0] < need:  # tables of the capacity
+            length = max(need, cache.layers[0].capacity or 0) if cache.layers else need
+            cache.rope = rope_cos_sin(length, cfg.head_dim, cfg.rope_theta, input_ids.device)
+        cos, sin = cache.rope
         x = self.embed_tokens(input_ids)
         for layer, kv in zip(self.layers, cache.layers, strict=True):
             x, _ = layer(x, cos[pos], sin[pos], kv, mask[:, None])
