@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from optimal_sparsity.model.transformer import KVCache, build_model
@@ -34,11 +35,12 @@ def test_prefill_with_left_padding_equals_forward_per_row(tiny_cfg):
     assert cache.next_pos.tolist() == [9, 5, 1]
 
 
-def test_token_by_token_decoding_equals_forward(tiny_cfg):
+@pytest.mark.parametrize("capacity", [None, 12, 6])  # concatenated, preallocated, grown
+def test_token_by_token_decoding_equals_forward(tiny_cfg, capacity):
     model = _model(tiny_cfg)
     seq = torch.randint(0, tiny_cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(2))
     full = model(seq).logits
-    cache = KVCache.empty(tiny_cfg.n_layers, 2, seq.device)
+    cache = KVCache.empty(tiny_cfg.n_layers, 2, seq.device, capacity=capacity)
     steps = [model.forward_cached(seq[:, :4], torch.ones(2, 4, dtype=torch.bool), cache)]
     for t in range(4, 12):
         steps.append(model.forward_cached(seq[:, t:t + 1], torch.ones(2, 1, dtype=torch.bool),
@@ -72,3 +74,19 @@ def test_greedy_cached_equals_recompute_in_the_lm_eval_adapter(tiny_cfg):
         again = lm._greedy_recompute(contexts, 20, until)
         assert cached == again
         assert any(len(c) == 20 for c in cached) or until
+
+
+def test_preallocated_cache_decodes_bitwise_like_the_concatenated_one(tiny_cfg):
+    """Writing keys in place at the decode's capacity computes exactly what concatenating
+    them does (the adapter preallocates; the greedy tokens must not move)."""
+    model = _model(tiny_cfg)
+    seq = torch.randint(0, tiny_cfg.vocab_size, (3, 10), generator=torch.Generator().manual_seed(3))
+    outs = []
+    for capacity in (None, 10):
+        cache = KVCache.empty(tiny_cfg.n_layers, 3, seq.device, capacity=capacity)
+        steps = [model.forward_cached(seq[:, :3], torch.ones(3, 3, dtype=torch.bool), cache)]
+        for t in range(3, 10):
+            steps.append(model.forward_cached(seq[:, t:t + 1],
+                                              torch.ones(3, 1, dtype=torch.bool), cache))
+        outs.append(torch.cat(steps, dim=1))
+    assert torch.equal(outs[0], outs[1])
