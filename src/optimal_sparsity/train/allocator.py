@@ -3,7 +3,7 @@
 A d = 64 training step allocates and frees a few hundred activations of 0.1-4 MiB. With
 glibc's defaults, freed blocks above its adaptive mmap threshold, and the top of the
 heap beyond its trim threshold, go back to the kernel, so the next step page-faults the
-same memory in again (about 10k minor faults per step of `s-d64-E16-k4`, 16 x 128
+same memory in again (about 8k minor faults per step of `s-d64-E16-k4`, 16 x 128
 tokens). ``keep_freed_memory`` raises the mmap threshold to glibc's maximum (32 MiB) and
 stops trimming: freed memory stays in the process for the next step. The arithmetic is
 untouched (same kernels, same bits); the cost is that the process keeps its peak
