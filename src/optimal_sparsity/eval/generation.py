@@ -16,9 +16,9 @@ process (``eval.gen_worker``: a JSON-lines protocol), with ``max_model_len`` the
 window. ``SamplingParams(n, temperature, top_p, max_tokens, seed)`` per prompt. vLLM's
 own kernels and RNG: its samples are not bit-identical to HF's.
 
-Our own torch model is not a sampling backend: it has no KV cache, and on these CPUs it
-was 7-14x slower than HF ``generate`` for 128 samples of a proxy problem (measured:
-35-63 s vs 4.6-5.3 s, d=64, 4 layers, on a loaded 2-core machine).
+Our own torch model is not a sampling backend: it decodes greedily through its KV cache
+(the lm-eval adapter, as fast as HF ``generate``: BENCHMARKS.md), and sampling stays on HF
+``generate`` so that the sampled tokens are HF's own for the same seed.
 """
 
 from __future__ import annotations
