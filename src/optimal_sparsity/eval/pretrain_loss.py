@@ -24,6 +24,7 @@ import torch
 from optimal_sparsity.data.corpus import SOURCES, val_split
 from optimal_sparsity.data.shards import fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.model.mean_ce import mean_ce
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -51,26 +52,6 @@ def train_sample(tokens: np.ndarray, seq_len: int, n: int, batch_size: int) -> B
             for i in range(0, len(rows), batch_size)]
 
 
-@torch.no_grad()
-def mean_ce(model, batches: Batches, device: str | torch.device = "cpu") -> float:
-    """Token-weighted mean cross-entropy (nats) of the model over ``batches``."""
-    from optimal_sparsity.progress import Progress
-
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    bar = Progress(sum(len(x) for x, _ in batches), "pretrain loss", "sequences")
-    for x, y in batches:
-        out = model(x.to(device), labels=y.to(device), return_logits=False)
-        n = y.numel()
-        total += out.ce_loss.item() * n
-        count += n
-        bar.update(len(x))
-    bar.close()
-    model.train(was_training)
-    return total / count
-
-
 def pretrain_loss(model, corpus: str | Path, seq_len: int, *, n_train: int = 128,
                   n_val: int | None = None, batch_size: int = 16,
                   device: str | torch.device = "cpu") -> PretrainLoss:
@@ -85,9 +66,9 @@ def pretrain_loss(model, corpus: str | Path, seq_len: int, *, n_train: int = 128
     for source in SOURCES:
         if val_split(source) in splits:
             b = fixed_batches(open_split(corpus, val_split(source)), seq_len, n_val, batch_size)
-            by_source[source] = mean_ce(model, b, device)
+            by_source[source] = mean_ce(model, b, device, progress="pretrain loss")
             n_by_source[source] = sum(len(x) for x, _ in b)
-    return PretrainLoss(train_loss=mean_ce(model, train, device),
-                        val_loss=mean_ce(model, val, device),
+    return PretrainLoss(train_loss=mean_ce(model, train, device, progress="pretrain loss"),
+                        val_loss=mean_ce(model, val, device, progress="pretrain loss"),
                         n_train=sum(len(x) for x, _ in train), n_val=sum(len(x) for x, _ in val),
                         seq_len=seq_len, val_by_source=by_source, n_val_by_source=n_by_source)

@@ -44,6 +44,7 @@ from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import get_config
 from optimal_sparsity.model import build_model
+from optimal_sparsity.model.mean_ce import mean_ce
 from optimal_sparsity.progress import Progress
 from optimal_sparsity.train import state as st
 from optimal_sparsity.train.allocator import keep_freed_memory
@@ -268,17 +269,8 @@ class Trainer:
         return point.step, point.state["samples"]
 
     # Evaluation during training ----------------------------------------------------------
-    @torch.no_grad()
     def validation_loss(self) -> float:
-        self.model.eval()
-        total, count = 0.0, 0
-        for x, y in self.val_batches:
-            out = self.model(x.to(self.device), labels=y.to(self.device), return_logits=False)
-            n = y.numel()
-            total += out.ce_loss.item() * n
-            count += n
-        self.model.train()
-        return total / count
+        return mean_ce(self.model, self.val_batches, self.device)
 
     # The loop ------------------------------------------------------------------------------
     def _handle_signal(self, signum: int, _frame: Any) -> None:
