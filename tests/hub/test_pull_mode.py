@@ -108,3 +108,24 @@ def test_pull_mode_report_shows_its_own_images(tmp_path):
     assert copies == [b"pull-png"]
     html, copies = embedded("retrain")
     assert base64.b64encode(b"smoke-png").decode() in html and copies == [b"smoke-png"]
+
+
+def test_unpinned_lock_gives_each_claim_its_reason_and_never_says_not_run(tmp_path):
+    """With the shipped lock (no revision pinned: no machine here reaches the hub) pull mode
+    runs nothing, and says so: a claim the release can never decide gives that reason, the
+    others why nothing ran; no claim reads "not run"."""
+    from optimal_sparsity.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["fig1", "--mode", "pull", "--hub-cache", str(tmp_path / "cache"),
+                     "--results", str(tmp_path / "results")])
+    assert code == 0, err.getvalue()
+    result = json.loads((tmp_path / "results" / "pull" / "fig1" / "result.json").read_text())
+    texts = {c: v["statistic"] for c, v in result["verdicts"].items()}
+    assert all(v["status"] == "not testable" for v in result["verdicts"].values())
+    assert "no training losses released" in texts["C1.loss-vs-params"]
+    others = [t for c, t in texts.items() if c != "C1.loss-vs-params"]
+    assert others and all(t.startswith("not testable here: checkpoints.lock pins no revision")
+                          for t in others)
+    assert "not run" not in out.getvalue() + err.getvalue() + json.dumps(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,14 @@ class FigureResult:
                    d["outputs"], d["skipped"], d["wall_s"])
 
 
-def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path) -> FigureResult:
+def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path,
+            claim_reason: Callable[[str], str | None] | None = None) -> FigureResult:
+    """A figure that could not be evaluated here: each claim is not testable, with its
+    own reason where ``claim_reason`` gives one (what the mode can never decide), else
+    ``reason`` (why nothing ran here)."""
+    own = claim_reason or (lambda _: None)
     res = FigureResult(spec.id, mode, scale, skipped=reason,
-                       verdicts={c: Verdict(NOT_TESTABLE, f"not run: {reason}")
+                       verdicts={c: Verdict(NOT_TESTABLE, own(c) or f"not testable here: {reason}")
                                  for c in spec.claims})
     write_json(out_dir / spec.id / "result.json", res.to_dict())
     return res

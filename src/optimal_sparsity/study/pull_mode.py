@@ -87,18 +87,23 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
     from optimal_sparsity.study.pull_claims import pull_status
     from optimal_sparsity.tiers import PULL_TIERS
 
+    def release_limit(cid: str) -> str | None:  # what the release can never decide
+        status = pull_status(cid)
+        return None if status.testable else status.text
+
+    def skip(reason: str) -> FigureResult:
+        return skipped(spec, "pull", opts.scale, reason, out_dir, release_limit)
+
     lock = load_lock(opts.lock)
     models = select_models(lock, spec)
     if not models:
-        return skipped(spec, "pull", opts.scale, f"{lock.path} lists no models for "
-                       f"{spec.id}: {lock.code_models_note if 'code' in spec.tiers else ''}",
-                       out_dir)
+        return skip(f"{lock.path} lists no models for {spec.id}: "
+                    f"{lock.code_models_note if 'code' in spec.tiers else ''}")
     unpinned = [m.name for m in models if not m.pinned]
     if unpinned and not opts.allow_unpinned:
-        return skipped(spec, "pull", opts.scale,
-                       f"checkpoints.lock pins no revision for {len(unpinned)} of {len(models)} "
-                       "models (no machine of this project reaches the hub): run `./reproduce "
-                       "lock --update` where it is reachable, or pass --allow-unpinned", out_dir)
+        return skip(f"checkpoints.lock pins no revision for {len(unpinned)} of {len(models)} "
+                    "models (no machine of this project reaches the hub): run `./reproduce "
+                    "lock --update` where it is reachable, or pass --allow-unpinned")
     if spec.wants_gpu and not _has_cuda():
         log(f"{spec.id}: GPU advised (none here): its tiers generate text, slow on a CPU at "
             "the released checkpoints' size")
@@ -116,7 +121,7 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
             directory = pulled_model_dir(m.name, lock, opts.hub_cache,
                                          allow_unpinned=opts.allow_unpinned)
         except (UserError, OSError) as err:
-            return skipped(spec, "pull", opts.scale, f"could not pull {m.name}: {err}", out_dir)
+            return skip(f"could not pull {m.name}: {err}")
         rows = evaluate_checkpoint(directory, None, table, settings, log=log)
         runs |= {r.run for r in rows}
     for cid in spec.claims:
