@@ -24,9 +24,9 @@ import torch
 from optimal_sparsity.data.corpus import SOURCES, val_split
 from optimal_sparsity.data.shards import fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.model.mean_ce import mean_ce
+from optimal_sparsity.model.mean_ce import Batches, mean_ce
 
-Batches = list[tuple[torch.Tensor, torch.Tensor]]
+PROGRESS = "pretrain loss"  # the bar's label
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ def pretrain_loss(model, corpus: str | Path, seq_len: int, *, n_train: int = 128
     for source in SOURCES:
         if val_split(source) in splits:
             b = fixed_batches(open_split(corpus, val_split(source)), seq_len, n_val, batch_size)
-            by_source[source] = mean_ce(model, b, device, progress="pretrain loss")
+            by_source[source] = mean_ce(model, b, device, progress=PROGRESS)
             n_by_source[source] = sum(len(x) for x, _ in b)
-    return PretrainLoss(train_loss=mean_ce(model, train, device, progress="pretrain loss"),
-                        val_loss=mean_ce(model, val, device, progress="pretrain loss"),
+    return PretrainLoss(train_loss=mean_ce(model, train, device, progress=PROGRESS),
+                        val_loss=mean_ce(model, val, device, progress=PROGRESS),
                         n_train=sum(len(x) for x, _ in train), n_val=sum(len(x) for x, _ in val),
                         seq_len=seq_len, val_by_source=by_source, n_val_by_source=n_by_source)
