@@ -114,10 +114,10 @@ def test_missing_data_is_not_testable():
 
 @pytest.mark.parametrize("fig", ["fig1", "fig5", "fig7"])
 def test_render_writes_outputs(tmp_path, fig):
-    from optimal_sparsity.claims.registry import PROXY_TASKS
     from optimal_sparsity.figures.registry import get_figure
     from optimal_sparsity.figures.render import render
     from optimal_sparsity.references import reference_values
+    from optimal_sparsity.results.tasks import PROXY_TASKS
 
     rows = world(peaked, monotone_mem)
     ref = {"values": reference_values(rows)}
@@ -159,9 +159,9 @@ def test_fewshot_instability(swing, expected):
 def test_undecided_claims_are_inconclusive_with_what_they_would_read(tmp_path):
     """A scale without the power to decide a claim reports it inconclusive, keeping the
     statistic and the verdict it would have had (smoke: one seed)."""
-    from optimal_sparsity.claims.registry import PROXY_TASKS
     from optimal_sparsity.figures.registry import get_figure
     from optimal_sparsity.figures.render import render
+    from optimal_sparsity.results.tasks import PROXY_TASKS
 
     rows = world(peaked, monotone_mem)
     kw = dict(mode="retrain", scale="test", tasks=PROXY_TASKS, label="synthetic")

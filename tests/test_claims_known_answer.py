@@ -1,6 +1,6 @@
 """Every predicate on synthetic studies whose answer is known, and the calibration.
 
-The studies come from ``claims.calibration``: the full design's grid and seeds, the pinned
+The studies come from ``study.calibration``: the full design's grid and seeds, the pinned
 noise, and each claim's structure planted at +size (reproduced), -size (not reproduced) or
 not at all (inconclusive), in exact tables whose point means are the planted values.
 """
@@ -12,19 +12,19 @@ import re
 
 import pytest
 
-from optimal_sparsity.claims import calibration as cal
 from optimal_sparsity.claims.registry import (
     CLAIMS,
     CLAIMS_BY_ID,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     NOT_TESTABLE,
-    PAPER_TASKS,
     REPRODUCED,
     ClaimData,
     evaluate_claims,
 )
 from optimal_sparsity.references import references_dir
+from optimal_sparsity.results.tasks import PAPER_TASKS
+from optimal_sparsity.study import calibration as cal
 from optimal_sparsity.study.design import get_design
 
 # The noise levels: the current full design's pin, or (until it is pinned) the archived full

@@ -1,7 +1,8 @@
 """The study designs as data: what each scale trains, post-trains and decides."""
 
 from optimal_sparsity.claims.registry import CLAIMS
-from optimal_sparsity.study.design import DESIGNS, GridPoint
+from optimal_sparsity.grid import GridPoint
+from optimal_sparsity.study.design import DESIGNS
 
 
 def test_decided_claims_exist():

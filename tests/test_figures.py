@@ -9,9 +9,10 @@ import itertools
 import matplotlib
 import pytest
 
-from optimal_sparsity.claims.registry import PROXY_TASKS, ClaimData
+from optimal_sparsity.claims.registry import ClaimData
 from optimal_sparsity.figures.plot import build_figure
 from optimal_sparsity.figures.registry import FIGURES
+from optimal_sparsity.results.tasks import PROXY_TASKS
 from synthetic_results import synthetic_rows
 
 matplotlib.use("Agg")

@@ -4,7 +4,7 @@ follows the pipeline's own declarations."""
 from dataclasses import replace
 
 from optimal_sparsity.claims.registry import CLAIMS
-from optimal_sparsity.claims.table import claims_markdown
+from optimal_sparsity.study.claims_table import claims_markdown
 from optimal_sparsity.study.pull_claims import CLAIM_NEEDS, UNRELEASED, pull_runs, pull_status
 
 

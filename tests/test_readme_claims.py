@@ -2,9 +2,10 @@
 
 import pytest
 
-from optimal_sparsity.claims.table import claims_markdown, readme_table, update_readme
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.paths import REPO
+from optimal_sparsity.report.claims_table import readme_table, update_readme
+from optimal_sparsity.study.claims_table import claims_markdown
 
 
 def test_readme_claims_table_is_current():
@@ -19,15 +20,16 @@ def test_update_readme_replaces_only_the_table(tmp_path):
     table = claims_markdown().strip()
     stale = table.replace("| --- |", "| old |", 1)
     readme.write_text(f"intro\n\n{stale}\n\noutro\n")
-    assert update_readme(readme)
+    assert update_readme(readme, table)
     assert readme.read_text() == f"intro\n\n{table}\n\noutro\n"
-    assert not update_readme(readme)
+    assert not update_readme(readme, table)
 
 
 def test_update_readme_refuses_a_duplicated_marker(tmp_path):
     readme = tmp_path / "README.md"
-    text = f"{claims_markdown().strip()}\n\n<!-- claims-table:end -->\n"
+    table = claims_markdown()
+    text = f"{table.strip()}\n\n<!-- claims-table:end -->\n"
     readme.write_text(text)
     with pytest.raises(UserError, match="exactly one claims table"):
-        update_readme(readme)
+        update_readme(readme, table)
     assert readme.read_text() == text

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from optimal_sparsity.claims.registry import reevaluate_reference
 from optimal_sparsity.references import (
     TOL_CAP,
     TOL_FLOOR,
@@ -21,6 +20,7 @@ from optimal_sparsity.references import (
 )
 from optimal_sparsity.results.table import Row
 from optimal_sparsity.study.design import get_design
+from optimal_sparsity.study.reevaluate import reevaluate_reference
 
 SCALES = ("smoke", "full")
 SCALED = references_dir() / "scaled"

@@ -21,7 +21,8 @@ def test_router_gets_lm_gradient_at_k2_and_none_at_k1():
 def test_router_offenders_finds_the_k1_point_of_a_design():
     from dataclasses import replace
 
-    from optimal_sparsity.study.design import DESIGNS, GridPoint, router_offenders
+    from optimal_sparsity.grid import GridPoint
+    from optimal_sparsity.study.design import DESIGNS, router_offenders
 
     synthetic = replace(DESIGNS["tiny"], points=(
         GridPoint(32, 1, 1, n_layers=1), GridPoint(32, 2, 2, n_layers=1),

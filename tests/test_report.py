@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from optimal_sparsity.claims.registry import PROXY_TASKS
 from optimal_sparsity.figures.registry import get_figure
 from optimal_sparsity.figures.render import render
 from optimal_sparsity.references import references_dir
 from optimal_sparsity.report.build import RunInfo, write_report
+from optimal_sparsity.results.tasks import PROXY_TASKS
 from synthetic_results import synthetic_rows
 
 FIGS = ("fig1", "fig11")

@@ -11,6 +11,7 @@ import csv
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.errors import UserError
@@ -28,6 +29,34 @@ SCALED_LAYERS = 4
 SCALED_HEAD_DIM = 32
 SCALED_VOCAB = 512
 SCALED_SEQ_LEN = 256
+
+
+@dataclass(frozen=True, order=True)
+class GridPoint:
+    """A point of a grid: width d, E experts, top-k routing, n_layers layers (the study's
+    designs, and the lock's released models)."""
+
+    d: int
+    E: int
+    k: int
+    n_layers: int = SCALED_LAYERS
+
+    @property
+    def name(self) -> str:
+        return f"s-d{self.d}-E{self.E}-k{self.k}"
+
+    @property
+    def label(self) -> str:
+        extra = f"-L{self.n_layers}" if self.n_layers != SCALED_LAYERS else ""
+        return self.name + extra
+
+    @property
+    def family(self) -> tuple[int, int]:
+        """The active-parameter family (d, k): E varies within it."""
+        return self.d, self.k
+
+    def model_overrides(self) -> dict[str, Any]:
+        return {} if self.n_layers == SCALED_LAYERS else {"n_layers": self.n_layers}
 
 
 @dataclass(frozen=True)

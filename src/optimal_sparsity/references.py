@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from optimal_sparsity.claims.data import final_points
 from optimal_sparsity.errors import IntegrityError
 from optimal_sparsity.paths import REPO
+from optimal_sparsity.results.points import final_points
 from optimal_sparsity.results.table import Row
 
 

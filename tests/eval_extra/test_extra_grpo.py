@@ -147,8 +147,8 @@ def test_run_grpo_saves_a_checkpoint_and_rows(tiny_lm_checkpoint, tiny_corpus, t
 def test_grpo_rows_stale_settings_replaced_not_added(tiny_lm_checkpoint, tmp_path):
     """A GRPO rerun with other settings replaces the checkpoint's part (and the cache check
     of the sweep only accepts a part made with the settings asked for)."""
-    from optimal_sparsity.claims.data import final_points
     from optimal_sparsity.eval.grpo import GRPOResult, PolicyScore, cached_grpo, write_grpo_rows
+    from optimal_sparsity.results.points import final_points
     from optimal_sparsity.results.table import read_rows
 
     def result(settings, acc_after):

@@ -94,7 +94,7 @@ def test_self_consistency_stale_settings_replaced_not_added(tiny_lm_checkpoint, 
                                                             tmp_path):
     """Other settings replace the checkpoint's part: the table never holds two answers
     (which the claims would average as if they were two seeds)."""
-    from optimal_sparsity.claims.data import final_points
+    from optimal_sparsity.results.points import final_points
 
     always = {i: [7, 7, 7, 7] for i in range(2)}  # maj@1 = 0 (7 is not the answer)
     items = [json.loads(x) for x in

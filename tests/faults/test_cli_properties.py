@@ -35,7 +35,7 @@ WORK = (  # module, attribute (dotted inside the module)
     ("optimal_sparsity.study.sweep", "ensure_corpus"),  # imported by name there
     ("optimal_sparsity.hf_export", "atomic_dir"),
     ("optimal_sparsity.study.pipeline", "run_figures"),
-    ("optimal_sparsity.claims.table", "update_readme"),
+    ("optimal_sparsity.report.claims_table", "update_readme"),
     ("optimal_sparsity.references", "pin"),
     ("optimal_sparsity.hub.pull", "pull"),
     ("optimal_sparsity.hub.update", "update_lock"),

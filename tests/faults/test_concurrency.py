@@ -11,7 +11,8 @@ from optimal_sparsity.results.table import read_rows
 SWEEP = r"""
 import sys
 from optimal_sparsity.data.presets import PRESETS
-from optimal_sparsity.study.design import GridPoint, StudyDesign
+from optimal_sparsity.grid import GridPoint
+from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.sweep import plan_runs, train_all
 
 design = StudyDesign(scale="test", corpus=PRESETS["tiny"], points=(GridPoint(32, 2, 1, 2),),

@@ -27,9 +27,9 @@ def dead_pid() -> int:
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_every_written_file_honours_the_umask(tiny_train_config, tmp_path, umask):
-    from optimal_sparsity.claims.registry import PROXY_TASKS
     from optimal_sparsity.figures.registry import get_figure
     from optimal_sparsity.figures.render import render
+    from optimal_sparsity.results.tasks import PROXY_TASKS
 
     old = os.umask(umask)
     try:

@@ -76,9 +76,9 @@ def test_second_trainer_on_one_run_directory_refuses(tmp_path, tiny_corpus, caps
 
 
 def test_figure_rendering_uses_its_own_temporary_names(tmp_path):
-    from optimal_sparsity.claims.registry import PROXY_TASKS
     from optimal_sparsity.figures.registry import get_figure
     from optimal_sparsity.figures.render import render
+    from optimal_sparsity.results.tasks import PROXY_TASKS
 
     # another renderer of the same figure is midway: its temporary file is in place
     (tmp_path / "fig1").mkdir()

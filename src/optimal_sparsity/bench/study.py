@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from optimal_sparsity.bench.cases import StudyTrainCase, UnderLoadCase, case_to_dict
-from optimal_sparsity.study.design import GridPoint, StudyDesign, get_design
+from optimal_sparsity.grid import GridPoint
+from optimal_sparsity.study.design import StudyDesign, get_design
 
 
 @dataclass(frozen=True)

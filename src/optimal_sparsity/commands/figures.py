@@ -79,15 +79,16 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from optimal_sparsity.claims.registry import CLAIMS
-    from optimal_sparsity.claims.table import claims_markdown, update_readme
     from optimal_sparsity.paths import REPO
+    from optimal_sparsity.report.claims_table import update_readme
+    from optimal_sparsity.study.claims_table import claims_markdown
 
     if args.calibrate:
         return _calibrate(args)
     if args.reevaluate_pins:
         return _reevaluate_pins()
     if args.update_readme:
-        changed = update_readme(REPO / "README.md")
+        changed = update_readme(REPO / "README.md", claims_markdown())
         print("README claims table " + ("updated" if changed else "already current"))
         return 0
     if args.markdown:
@@ -99,9 +100,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from optimal_sparsity.claims.calibration import calibrate, summary_line
     from optimal_sparsity.claims.stats import STATUSES
     from optimal_sparsity.errors import UserError
+    from optimal_sparsity.study.calibration import calibrate, summary_line
 
     if args.draws < 1:
         raise UserError(f"--draws must be >= 1, not {args.draws}")
@@ -122,8 +123,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _reevaluate_pins() -> int:
     """Rewrite the verdicts of references/scaled/*.json under the current rule."""
     from optimal_sparsity.atomic import write_json
-    from optimal_sparsity.claims.registry import reevaluate_reference
     from optimal_sparsity.references import load_scaled, scaled_path
+    from optimal_sparsity.study.reevaluate import reevaluate_reference
 
     for scale in ("smoke", "full"):
         ref = load_scaled(scale)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from optimal_sparsity.atomic import atomic_open
-from optimal_sparsity.claims.data import Point, families, having
-from optimal_sparsity.claims.registry import ClaimData, TaskSet
+from optimal_sparsity.claims.registry import ClaimData
 from optimal_sparsity.figures.spec import FigureSpec, Panel
+from optimal_sparsity.results.points import Point, families, having
+from optimal_sparsity.results.tasks import TaskSet
 
 
 @dataclass

@@ -11,19 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.atomic import write_json, write_text
-from optimal_sparsity.claims.registry import (
-    CLAIMS_BY_ID,
-    INCONCLUSIVE,
-    NOT_TESTABLE,
-    ClaimData,
-    TaskSet,
-    Verdict,
-    undecided,
-)
+from optimal_sparsity.claims.registry import CLAIMS_BY_ID, ClaimData
+from optimal_sparsity.claims.stats import INCONCLUSIVE, NOT_TESTABLE
+from optimal_sparsity.claims.verdicts import Verdict, undecided
 from optimal_sparsity.figures.plot import draw
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.references import Regression, check
 from optimal_sparsity.results.table import Row
+from optimal_sparsity.results.tasks import TaskSet
 
 
 @dataclass

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from optimal_sparsity.claims.registry import CLAIMS, Metric, TaskSet
+from optimal_sparsity.claims.registry import CLAIMS
+from optimal_sparsity.results.tasks import Metric, TaskSet
 from optimal_sparsity.tiers import wants_gpu
 
 Kind = str  # "lines" | "sparsity_scatter" | "sc_curve" | "grpo" | "fewshot"

@@ -23,6 +23,7 @@ from typing import Any
 
 from optimal_sparsity.atomic import write_text
 from optimal_sparsity.errors import IntegrityError, UserError
+from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.paths import REPO
 
 FORMAT = "optimal-sparsity-checkpoints-lock/1"
@@ -50,14 +51,6 @@ class LockedFile:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "sha256": self.sha256}
-
-
-@dataclass(frozen=True)
-class GridPoint:
-    d: int
-    E: int
-    k: int
-    layers: int
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class Entry:
             assert self.grid is not None and self.expected is not None
             d["family"] = self.family
             d["grid"] = {"d": self.grid.d, "E": self.grid.E, "k": self.grid.k,
-                         "layers": self.grid.layers}
+                         "layers": self.grid.n_layers}
             d["expected"] = {"total_params": self.expected.total_params,
                              "active_params": self.expected.active_params,
                              "total_name": self.expected.total_name,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optimal_sparsity.accounting import count_params
-from optimal_sparsity.grid import paper_config, paper_models
-from optimal_sparsity.hub.lock import BuiltInput, Entry, Expected, GridPoint, Lock
+from optimal_sparsity.grid import GridPoint, paper_config, paper_models
+from optimal_sparsity.hub.lock import BuiltInput, Entry, Expected, Lock
 from optimal_sparsity.hub.taskloss_inputs import BUILDS, SEED, carried_hashes, harness_version
 
 UNRESOLVED_OFFLINE = (

@@ -19,35 +19,10 @@ from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
 from optimal_sparsity.data.scripts import ScriptsConfig
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.grid import SCALED_LAYERS, scaled_config
+from optimal_sparsity.grid import GridPoint, scaled_config
 from optimal_sparsity.train.config import TrainConfig
 
 SCALES = ("tiny", "smoke", "full")
-
-
-@dataclass(frozen=True, order=True)
-class GridPoint:
-    d: int
-    E: int
-    k: int
-    n_layers: int = SCALED_LAYERS
-
-    @property
-    def name(self) -> str:
-        return f"s-d{self.d}-E{self.E}-k{self.k}"
-
-    @property
-    def label(self) -> str:
-        extra = f"-L{self.n_layers}" if self.n_layers != SCALED_LAYERS else ""
-        return self.name + extra
-
-    @property
-    def family(self) -> tuple[int, int]:
-        """The active-parameter family (d, k): E varies within it."""
-        return self.d, self.k
-
-    def model_overrides(self) -> dict[str, Any]:
-        return {} if self.n_layers == SCALED_LAYERS else {"n_layers": self.n_layers}
 
 
 @dataclass(frozen=True)

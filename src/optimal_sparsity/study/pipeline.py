@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from optimal_sparsity.claims.registry import PROXY_TASKS
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
@@ -21,6 +20,7 @@ from optimal_sparsity.paths import REPO, mode_dir
 from optimal_sparsity.references import load_scaled
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
+from optimal_sparsity.results.tasks import PROXY_TASKS
 from optimal_sparsity.study.design import StudyDesign, get_design
 from optimal_sparsity.study.slurm import SlurmSettings
 from optimal_sparsity.study.sweep import PointRun, plan_runs, train_all

@@ -6,7 +6,7 @@ the one code model whose name is public; no training losses and no intermediate
 checkpoints. A claim that needs something the release lacks is ``not testable`` in pull
 mode, with that reason. A claim that needs a tier the pull pipeline does not run is
 ``not testable`` too, saying which tier. The rest are decided from the hub's data, and the
-README's pull column says what they need (``claims.table``).
+README's pull column says what they need (``study.claims_table``).
 
 What the pipeline runs is read from its own declarations (``tiers.PULL_TIERS``,
 ``eval.paper_tasks``, ``eval.taskloss_data``, ``eval.taskloss_build``, ``eval.code_tasks``),

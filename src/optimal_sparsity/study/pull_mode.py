@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from optimal_sparsity.claims.registry import PAPER_TASKS
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.results.table import read_rows
+from optimal_sparsity.results.tasks import PAPER_TASKS
 
 POSTTRAIN_D = 1024  # the paper applies GRPO / self-consistency to the d=1024 family
 

@@ -27,8 +27,9 @@ from filelock import FileLock
 
 from optimal_sparsity.data.cache import ensure_corpus
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.paths import home
-from optimal_sparsity.study.design import GridPoint, StudyDesign
+from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.slurm import SlurmSettings, time_minutes
 from optimal_sparsity.train.config import TrainConfig
 from optimal_sparsity.train.state import list_checkpoints

@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from optimal_sparsity.claims.stats import binomial_se
 from optimal_sparsity.results.table import Row
 
 PointKey = tuple[int, int, int, int]  # d, E, k, n_layers
+
+
+def binomial_se(p: float, n: int) -> float:
+    """The standard error of an accuracy p measured on n items."""
+    return math.sqrt(max(p * (1 - p), 1e-12) / n) if n else math.nan
 
 
 @dataclass

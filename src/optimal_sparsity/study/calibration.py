@@ -22,20 +22,19 @@ import numpy as np
 
 from optimal_sparsity.accounting import count_params
 from optimal_sparsity.claims import stats
-from optimal_sparsity.claims.data import Point
 from optimal_sparsity.claims.registry import (
     CLAIMS,
     FEWSHOT_STABLE_SD,
     ONE_CURVE_MARGIN,
-    PROXY_TASKS,
     ClaimData,
-    Verdict,
-    undecided,
 )
 from optimal_sparsity.claims.stats import STATUSES
+from optimal_sparsity.claims.verdicts import Verdict, undecided
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import scaled_config
 from optimal_sparsity.references import pooled_seed_noise, pooled_seed_sd
+from optimal_sparsity.results.points import Point
+from optimal_sparsity.results.tasks import PROXY_TASKS
 from optimal_sparsity.study.design import StudyDesign, get_design
 
 T = PROXY_TASKS
