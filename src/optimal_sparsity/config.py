@@ -90,10 +90,6 @@ class ModelConfig:
         """k/E."""
         return self.top_k / self.n_experts
 
-    @property
-    def grid_name(self) -> str:
-        return f"d{self.d_model}-E{self.n_experts}-k{self.top_k}"
-
     # Serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

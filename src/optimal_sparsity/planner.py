@@ -26,7 +26,7 @@ from typing import Literal
 from optimal_sparsity.accounting import count_params, matmul_flops_per_token
 from optimal_sparsity.config import K1_ROUTER_NOTE
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.grid import PAPER_TOKENS, paper_config
+from optimal_sparsity.grid import PAPER_TOKENS, GridPoint, paper_config
 
 Goal = Literal["reasoning", "memorization"]
 WIDTHS = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
@@ -68,7 +68,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return f"d{self.d}-E{self.E}-k{self.k}"
+        return GridPoint(self.d, self.E, self.k).short
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from optimal_sparsity.grid import GridPoint
+
 Dtype = Literal["float32", "bfloat16"]
 
 
@@ -48,7 +50,7 @@ class MoELayerCase:
 
     @property
     def name(self) -> str:
-        return f"d{self.d}-E{self.n_experts}-k{self.top_k} T={self.tokens}"
+        return f"{GridPoint(self.d, self.n_experts, self.top_k).short} T={self.tokens}"
 
 
 def _model_label(model: str, n_layers: int | None) -> str:

@@ -133,25 +133,26 @@ def hf_identity(directory: Path) -> dict[str, Any]:
     """Identity of an HF Mixtral directory (a released checkpoint)."""
     from optimal_sparsity.accounting import count_params
     from optimal_sparsity.eval.paper_tasks import PAPER_STEPS
-    from optimal_sparsity.grid import PAPER_TOKENS, paper_models
+    from optimal_sparsity.grid import PAPER_TOKENS, GridPoint, paper_models
     from optimal_sparsity.hf_export import config_from_hf
 
     raw = (directory / "config.json").read_bytes()
     cfg = config_from_hf(json.loads(raw), name=directory.name)
     m = re.search(r"d(\d+)-E(\d+)-k(\d+)", directory.name)
     d, e, k = map(int, m.groups()) if m else (cfg.d_model, cfg.n_experts, cfg.top_k)
-    if (d, e, k) != (cfg.d_model, cfg.n_experts, cfg.top_k):
-        raise UserError(f"{directory}: its name says d{d}-E{e}-k{k} but config.json says "
-                        f"d{cfg.d_model}-E{cfg.n_experts}-k{cfg.top_k}")
+    name = GridPoint(d, e, k).short
+    if name != GridPoint.of(cfg).short:
+        raise UserError(f"{directory}: its name says {name} but config.json says "
+                        f"{GridPoint.of(cfg).short}")
     released = any((pm.d, pm.E, pm.k) == (d, e, k) for pm in paper_models()) and m is not None
     pc = count_params(cfg)
     tokens = PAPER_TOKENS if released else 0
     run = hashlib.sha256(directory.name.encode() + b"\0" + raw).hexdigest()[:16]
-    return {"run": run, "model": f"d{d}-E{e}-k{k}", "seed": 0,
+    return {"run": run, "model": name, "seed": 0,
             "step": PAPER_STEPS if released else 0, "tokens": tokens, "d": d, "E": e, "k": k,
             "n_layers": cfg.n_layers, "total_params": pc.total, "active_params": pc.active,
             "tpp": tokens / pc.total if tokens else 0.0,
-            "config_hash": cfg.replace(name=f"d{d}-E{e}-k{k}").fingerprint(), "corpus": ""}
+            "config_hash": cfg.replace(name=name).fingerprint(), "corpus": ""}
 
 
 @dataclass

@@ -86,8 +86,9 @@ def skeleton(previous: Lock | None = None) -> Lock:
                           total_name=pm.total_name, active_name=pm.active_name)
               for pm in paper_models()]
     for d, e, k, tot, act, src in CODE_MODELS:
+        point = GridPoint(d, e, k).short
         models.append(model_entry(
-            f"code-d{d}-E{e}-k{k}", f"llm-jp/optimal-sparsity-code-d{d}-E{e}-k{k}-{tot}-A{act}",
+            f"code-{point}", f"llm-jp/optimal-sparsity-code-{point}-{tot}-A{act}",
             paper_config(d, e, k), family="code", source=src, total_name=tot, active_name=act))
     lock = Lock(models=tuple(models), datasets=tuple(dataset_entry(s) for s in DATASETS),
                 taskloss_inputs=built_inputs())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.results.table import Row
 
 PointKey = tuple[int, int, int, int]  # d, E, k, n_layers
@@ -61,9 +62,12 @@ class Point:
         return self.tokens / self.total_params
 
     @property
+    def grid(self) -> GridPoint:
+        return GridPoint(self.d, self.E, self.k, self.n_layers)
+
+    @property
     def name(self) -> str:
-        extra = f"-L{self.n_layers}" if self.n_layers != 4 else ""
-        return f"d{self.d}-E{self.E}-k{self.k}{extra}"
+        return self.grid.short + self.grid.layers_suffix
 
     def has(self, task: str, metric: str) -> bool:
         return bool(self.values.get((task, metric)))

@@ -34,6 +34,7 @@ from optimal_sparsity.data.arithmetic import ArithmeticConfig
 from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
 from optimal_sparsity.errors import UserError
+from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.machine_load import OtherLoad
 
 PROBES = ("capacity", "router", "reasoning", "design")
@@ -98,7 +99,7 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         arith = reasoning_corpus(5_000_000)  # ~4 min per seed
         d, kw = 64, {}
     if probe == "capacity":
-        return [ProbeRun(probe, c, f"s-d{d}-E{e}-k2", 0, c.train_tokens, **kw)
+        return [ProbeRun(probe, c, GridPoint(d, e, 2).name, 0, c.train_tokens, **kw)
                 for c in (big, little) for e in (2, 16)]
     if probe == "design":  # the two ends of the k = 2 family on the design's own corpus
         from optimal_sparsity.study.design import get_design
@@ -107,13 +108,13 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         mix = dataclasses.replace(big, train_tokens=8_000, w_knowledge=design.w_knowledge,
                                   w_scripts=design.w_scripts, w_arithmetic=design.w_arithmetic,
                                   n_eval_arithmetic=8) if scale_down else design
-        return [ProbeRun(probe, mix, f"s-d{d}-E{e}-k2", 0, mix.train_tokens, **kw)
+        return [ProbeRun(probe, mix, GridPoint(d, e, 2).name, 0, mix.train_tokens, **kw)
                 for e in (2, 16)]
     if probe == "router":
         mid = big if scale_down else knowledge_corpus(4_096, 100)  # 4.9M tokens
         return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
-                for m in (f"s-d{d}-E2-k2", f"s-d{d}-E16-k1")]
-    return [ProbeRun(probe, arith, f"s-d{d}-E2-k2", s, arith.train_tokens, **kw)
+                for m in (GridPoint(d, 2, 2).name, GridPoint(d, 16, 1).name)]
+    return [ProbeRun(probe, arith, GridPoint(d, 2, 2).name, s, arith.train_tokens, **kw)
             for s in (0, 1, 2)]
 
 

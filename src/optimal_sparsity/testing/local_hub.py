@@ -341,6 +341,7 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
 
     from optimal_sparsity.atomic import OUTPUT_MARKER
     from optimal_sparsity.checkpoint import save_checkpoint
+    from optimal_sparsity.grid import GridPoint
     from optimal_sparsity.hf_export import export_hf
     from optimal_sparsity.model import build_model
 
@@ -351,7 +352,7 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
         sharding = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
         export_hf(Path(tmp) / "ckpt", out, **sharding)
     (out / OUTPUT_MARKER).unlink()  # a released repository carries only HF files
-    (out / "README.md").write_text(f"# {repo_id}\n\nA tiny {cfg.grid_name} test model.\n")
+    (out / "README.md").write_text(f"# {repo_id}\n\nA tiny {GridPoint.of(cfg).short} test model.\n")
     return out
 
 
