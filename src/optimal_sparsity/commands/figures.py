@@ -8,7 +8,7 @@ from pathlib import Path
 
 from optimal_sparsity.commands.args import bounded_int, positive_float
 from optimal_sparsity.figures.registry import FIGURES
-from optimal_sparsity.paths import REPO, mode_dir
+from optimal_sparsity.paths import REPO, ModeFiles
 
 RESULTS_DIR = REPO / "results"
 
@@ -152,8 +152,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.figures.render import load_result
     from optimal_sparsity.references import pin
 
-    base = mode_dir(args.results, "retrain", args.scale)
-    run_file = base / "run.json"
+    files = ModeFiles.of(args.results, "retrain", args.scale)
+    base, run_file = files.dir, files.run_json
     if not run_file.is_file():
         raise UserError(f"no finished run at {base}: run `./reproduce --scale {args.scale}` first")
     run = json.loads(run_file.read_text())
@@ -162,7 +162,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.study.sweep import plan_runs
 
     # Only the current design's runs: a results directory may hold an older design's rows.
-    rows = [r for r in rows_of(plan_runs(get_design(args.scale)), base / "table")
+    rows = [r for r in rows_of(plan_runs(get_design(args.scale)), files.table)
             if r.source == "retrain"]
     verdicts, pngs = {}, {}
     for fig in FIGURES:

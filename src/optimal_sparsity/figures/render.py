@@ -16,6 +16,7 @@ from optimal_sparsity.claims.stats import INCONCLUSIVE, NOT_TESTABLE
 from optimal_sparsity.claims.verdicts import Verdict, undecided
 from optimal_sparsity.figures.plot import draw
 from optimal_sparsity.figures.spec import FigureSpec
+from optimal_sparsity.paths import ModeFiles
 from optimal_sparsity.references import Regression, check
 from optimal_sparsity.results.table import Row
 from optimal_sparsity.results.tasks import TaskSet
@@ -57,7 +58,7 @@ def skipped(spec: FigureSpec, mode: str, scale: str, reason: str, out_dir: Path,
     res = FigureResult(spec.id, mode, scale, skipped=reason,
                        verdicts={c: Verdict(NOT_TESTABLE, own(c) or f"not testable here: {reason}")
                                  for c in spec.claims})
-    write_json(out_dir / spec.id / "result.json", res.to_dict())
+    write_json(ModeFiles(out_dir).figure(spec.id).result_json, res.to_dict())
     return res
 
 
@@ -70,14 +71,14 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
     measured statistic and the verdict it would have had. ``prior``: the seed noise of
     metrics without replicated seeds here (``ClaimData``)."""
     data = ClaimData(rows, tasks, prior=prior or {})
-    fig_dir = out_dir / spec.id
-    plotted = draw(spec, data, data.final, fig_dir / spec.id, label)
+    files = ModeFiles(out_dir).figure(spec.id)
+    plotted = draw(spec, data, data.final, files.plot_stem, label)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["panel", "series", "model", "x", "y", "yerr"])
     for d in plotted:
         w.writerow([d.panel, d.series, d.model, f"{d.x:.6g}", f"{d.y:.6g}", f"{d.yerr:.4g}"])
-    write_text(fig_dir / "data.csv", buf.getvalue())
+    write_text(files.data_csv, buf.getvalue())
     verdicts = {}
     for cid in spec.claims:
         try:
@@ -91,14 +92,12 @@ def render(spec: FigureSpec, rows: list[Row], out_dir: Path, *, mode: str, scale
         metrics = {p.metric(tasks) for p in spec.panels if p.kind == "lines"}
         metrics |= {tasks.train_loss, tasks.val_loss}
         regressions, compared = check(rows, reference, metrics)
-    res = FigureResult(spec.id, mode, scale, verdicts, regressions, compared,
-                       {"png": f"{spec.id}/{spec.id}.png", "svg": f"{spec.id}/{spec.id}.svg",
-                        "pdf": f"{spec.id}/{spec.id}.pdf", "csv": f"{spec.id}/data.csv"})
-    write_json(fig_dir / "verdicts.json", {k: asdict(v) for k, v in verdicts.items()})
-    write_json(fig_dir / "result.json", res.to_dict())
+    res = FigureResult(spec.id, mode, scale, verdicts, regressions, compared, files.outputs())
+    write_json(files.verdicts_json, {k: asdict(v) for k, v in verdicts.items()})
+    write_json(files.result_json, res.to_dict())
     return res
 
 
 def load_result(out_dir: Path, fig_id: str) -> FigureResult | None:
-    path = out_dir / fig_id / "result.json"
+    path = ModeFiles(out_dir).figure(fig_id).result_json
     return FigureResult.from_dict(json.loads(path.read_text())) if path.is_file() else None

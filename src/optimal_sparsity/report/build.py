@@ -19,13 +19,13 @@ from optimal_sparsity.claims.registry import CLAIMS_BY_ID
 from optimal_sparsity.claims.stats import RULE_TEXT
 from optimal_sparsity.figures.registry import FIGURES_BY_ID
 from optimal_sparsity.figures.render import FigureResult
-from optimal_sparsity.paths import mode_dir
+from optimal_sparsity.paths import REPORT_FILES, REPORT_HTML, REPORT_MD, mode_dir
 from optimal_sparsity.provenance import provenance
 from optimal_sparsity.references import references_dir
 
 COLORS = {"reproduced": "#1a7f37", "not reproduced": "#cf222e", "inconclusive": "#9a6700",
           "not testable": "#57606a"}
-FILES = "report_files"  # beside report.md: the figures it shows
+FILES = REPORT_FILES  # beside report.md: the figures it shows
 
 
 @dataclass
@@ -141,7 +141,7 @@ def write_report(out_dir: Path, results: list[FigureResult], info: RunInfo) -> t
             md += ["Pinned full-scale reference:", "", f"![{res.figure}, full scale]({name})",
                    ""]
     md += ["## Environment", "", *(f"- {k}: {v}" for k, v in prov["versions"].items())]
-    md_path = out_dir / "report.md"
+    md_path = out_dir / REPORT_MD
     write_text(md_path, "\n".join(md) + "\n")
 
     # HTML (figures inline) ----------------------------------------------------------------
@@ -209,6 +209,6 @@ command <code>{esc(info.command)}</code></p>
 <h2>Environment</h2><ul>{env}</ul>
 </body></html>
 """
-    html_path = out_dir / "report.html"
+    html_path = out_dir / REPORT_HTML
     write_text(html_path, page)
     return html_path, md_path

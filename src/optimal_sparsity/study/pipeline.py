@@ -16,7 +16,7 @@ from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.registry import FIGURES, get_figure
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
-from optimal_sparsity.paths import REPO, mode_dir
+from optimal_sparsity.paths import REPO, ModeFiles
 from optimal_sparsity.references import load_scaled
 from optimal_sparsity.report.build import RunInfo, write_report
 from optimal_sparsity.results.table import Row, read_rows
@@ -141,9 +141,10 @@ def rows_of(runs: list[PointRun], table: Path) -> list[Row]:
     return [r for r in read_rows(table) if r.run in wanted]
 
 
-def figures_dir(opts: Options) -> Path:
-    """Where one mode and scale writes its figures (``<results>/<scale>`` or ``/pull``)."""
-    return mode_dir(opts.results, opts.mode, opts.scale)
+def mode_files(opts: Options) -> ModeFiles:
+    """Where one mode and scale writes its figures, results table and ``run.json``
+    (``<results>/<scale>`` or ``/pull``)."""
+    return ModeFiles.of(opts.results, opts.mode, opts.scale)
 
 
 def print_submissions(opts: Options, log: Callable[[str], None] = print) -> int:
@@ -160,7 +161,8 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
                clock: StudyClock | None = None) -> FigureResult:
     spec = get_figure(fig_id)
     t0 = time.perf_counter()
-    out_dir = figures_dir(opts)
+    files = mode_files(opts)
+    out_dir = files.dir
     if opts.mode == "pull":
         from optimal_sparsity.study.pull_mode import run_pull_figure
 
@@ -171,7 +173,7 @@ def run_figure(fig_id: str, opts: Options, log: Callable[[str], None] = print,
             res = skipped(spec, opts.mode, opts.scale, "the scaled-down study has no code "
                           "corpus; Fig 8 needs the released code models (pull mode)", out_dir)
         else:
-            rows = ensure_results(design, spec, out_dir / "table", opts, log, clock)
+            rows = ensure_results(design, spec, files.table, opts, log, clock)
             reference = design.pin() if opts.check else None
             if opts.check and reference is None and load_scaled(opts.scale) is not None:
                 log(f"references/scaled/{opts.scale}.json was measured on an earlier design: "
@@ -196,12 +198,13 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
     results = [run_figure(f, opts, log, clock) for f in ids]
     command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
     wall = time.perf_counter() - t0
+    files = mode_files(opts)
     html, _ = write_report(opts.results, results, RunInfo(opts.mode, opts.scale, wall, command,
-                                                          figures_dir(opts)))
+                                                          files.dir))
     from optimal_sparsity.atomic import write_json
     from optimal_sparsity.provenance import provenance
 
-    run_file = mode_dir(opts.results, opts.mode, opts.scale) / "run.json"
+    run_file = files.run_json
     write_json(run_file, {"figures": ids, "mode": opts.mode, "scale": opts.scale, "wall_s": wall,
                           "cold_run": _cold_run(run_file, ids, wall, command),
                           "command": command, **provenance()})

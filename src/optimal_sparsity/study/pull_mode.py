@@ -18,6 +18,7 @@ from pathlib import Path
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.render import FigureResult, render, skipped
 from optimal_sparsity.figures.spec import FigureSpec
+from optimal_sparsity.paths import ModeFiles
 from optimal_sparsity.results.table import read_rows
 from optimal_sparsity.results.tasks import PAPER_TASKS
 
@@ -107,7 +108,7 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
     if spec.wants_gpu and not _has_cuda():
         log(f"{spec.id}: GPU advised (none here): its tiers generate text, slow on a CPU at "
             "the released checkpoints' size")
-    table = out_dir / "table"
+    table = ModeFiles(out_dir).table
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
     settings = EvalSettings(tiers=PULL_TIERS,
                             limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
