@@ -6,13 +6,16 @@ was trained on, and whether it generates text.
 (``figures.registry``) and run by ``study.evaluation`` and pull mode. A tier that generates
 wants a GPU at the released checkpoints' size (the paper's generation runs through vLLM); a
 figure wants one if any of its tiers does (``wants_gpu``). The scaled-down retrain runs every
-tier on a CPU.
+tier on a CPU. ``LM_EVAL_SEED`` is the paper's lm-eval seed, which every lm-eval call here
+uses (``eval.lm_eval_run``) and which rebuilds the authors' task-loss inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+LM_EVAL_SEED = 42  # the paper's lm-eval seed (python, numpy, torch and few-shot sampling)
 
 
 @dataclass(frozen=True)

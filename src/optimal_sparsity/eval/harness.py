@@ -1,7 +1,7 @@
 """Accuracy with lm-evaluation-harness (pinned in pyproject.toml) on the proxy tasks.
 
 ``run_proxy_tasks`` writes the project's task definitions (``lm_eval_tasks``) for a corpus
-into a temporary directory, runs ``lm_eval.simple_evaluate`` with any lm-eval model (this
+into a temporary directory, runs lm-eval (``eval.lm_eval_run``) with any lm-eval model (this
 project's ``MoELM`` adapter, lm-eval's ``hf`` backend, a stub) and maps the results to the
 results-table metric names. ``step_acc`` (GSM proxies) is computed from the same greedy
 generations (lm-eval's logged samples) against the corpus' gold steps.
@@ -9,19 +9,16 @@ generations (lm-eval's logged samples) against the corpus' gold steps.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.data.arithmetic import step_accuracy
+from optimal_sparsity.eval import lm_eval_run
 from optimal_sparsity.eval.lm_eval_tasks import METRICS, PROXY_TASKS, write_task_configs
 from optimal_sparsity.eval.taskloss_data import load_proxy_items
 
-SEED = 42  # the paper's lm-eval seed
 STEP_TASKS = ("gsm8k_proxy", "gsmplus_proxy")
 
 
@@ -34,45 +31,22 @@ class HarnessResult:
     lm_eval_results: dict[str, Any] = field(default_factory=dict)  # lm-eval's own "results"
 
 
-def _stderr_key(key: str) -> str:
-    metric, filt = key.split(",", 1)
-    return f"{metric}_stderr,{filt}"
-
-
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) else None
-
-
 def run_proxy_tasks(lm: Any, corpus: str | Path, tasks: tuple[str, ...] = PROXY_TASKS, *,
                     limit: int | None = None, gen_kwargs: dict[str, Any] | None = None,
                     quiet: bool = True) -> HarnessResult:
     """Evaluate ``lm`` (an ``lm_eval.api.model.LM``) on proxy ``tasks`` of ``corpus``."""
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
     with tempfile.TemporaryDirectory(prefix="lm-eval-tasks-") as tmp:
         write_task_configs(corpus, tmp, tasks)
-        tm = TaskManager(include_path=tmp, include_defaults=False)
-        log = logging.getLogger("lm_eval")
-        level = log.level
-        if quiet:
-            log.setLevel(logging.ERROR)
-        try:
-            with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-                out = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit,
-                                      gen_kwargs=gen_kwargs, log_samples=True,
-                                      random_seed=SEED, numpy_random_seed=SEED,
-                                      torch_random_seed=SEED, fewshot_random_seed=SEED,
-                                      bootstrap_iters=1000)
-        finally:
-            log.setLevel(level)
-    assert out is not None
+        out = lm_eval_run.run(quiet=quiet, model=lm, tasks=list(tasks),
+                              task_manager=lm_eval_run.task_manager(tmp), limit=limit,
+                              gen_kwargs=gen_kwargs, log_samples=True, bootstrap_iters=1000)
     result = HarnessResult(lm_eval_results=out["results"])
     for task in tasks:
         res = out["results"][task]
-        result.metrics[task] = {ours: float(res[key]) for ours, key in METRICS[task].items()}
+        result.metrics[task] = {ours: lm_eval_run.metric(res, key)
+                                for ours, key in METRICS[task].items()}
         result.stderr[task] = {ours: se for ours, key in METRICS[task].items()
-                               if (se := _number(res.get(_stderr_key(key)))) is not None}
+                               if (se := lm_eval_run.stderr(res, key)) is not None}
         # one sample per (doc, filter): keep one per doc
         samples = sorted({s["doc_id"]: s for s in out["samples"][task]}.values(),
                          key=lambda s: s["doc_id"])
@@ -115,29 +89,17 @@ def run_fewshot(lm: Any, corpus: str | Path, shots: tuple[int, ...], *,
     """Strict-match accuracy of the GSM8K proxy at each number of shots:
     {shots: (acc, stderr, n)}."""
     import yaml
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     out: dict[int, tuple[float, float | None, int]] = {}
+    key = "exact_match,strict-match"
     with tempfile.TemporaryDirectory(prefix="lm-eval-fewshot-") as tmp:
         Path(tmp, f"{FEWSHOT_TASK}.yaml").write_text(yaml.safe_dump(fewshot_task_config(corpus)))
-        tm = TaskManager(include_path=tmp, include_defaults=False)
-        log = logging.getLogger("lm_eval")
-        level = log.level
-        log.setLevel(logging.ERROR)
-        try:
-            for n in shots:
-                with contextlib.redirect_stderr(io.StringIO()):
-                    res = simple_evaluate(model=lm, tasks=[FEWSHOT_TASK], task_manager=tm,
-                                          num_fewshot=n, limit=limit, gen_kwargs=gen_kwargs,
-                                          log_samples=True, random_seed=SEED,
-                                          numpy_random_seed=SEED, torch_random_seed=SEED,
-                                          fewshot_random_seed=SEED, bootstrap_iters=1000)
-                assert res is not None
-                r = res["results"][FEWSHOT_TASK]
-                key = "exact_match,strict-match"
-                out[n] = (float(r[key]), _number(r.get(_stderr_key(key))),
-                          len({s["doc_id"] for s in res["samples"][FEWSHOT_TASK]}))
-        finally:
-            log.setLevel(level)
+        tm = lm_eval_run.task_manager(tmp)
+        for n in shots:
+            res = lm_eval_run.run(model=lm, tasks=[FEWSHOT_TASK], task_manager=tm,
+                                  num_fewshot=n, limit=limit, gen_kwargs=gen_kwargs,
+                                  log_samples=True, bootstrap_iters=1000)
+            r = res["results"][FEWSHOT_TASK]
+            out[n] = (lm_eval_run.metric(r, key), lm_eval_run.stderr(r, key),
+                      len({s["doc_id"] for s in res["samples"][FEWSHOT_TASK]}))
     return out

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from optimal_sparsity.eval import lm_eval_run
+from optimal_sparsity.eval.lm_eval_run import SEEDS
+from optimal_sparsity.tiers import LM_EVAL_SEED
+
 Backend = Literal["hf", "vllm"]
 MAX_LENGTH = 4096
-SEED = 42
 PAPER_STEPS = 29_803  # the released checkpoints are the final step
 
 
@@ -60,7 +63,7 @@ def model_args(model_dir: str | Path, backend: Backend) -> dict[str, Any]:
         from optimal_sparsity.eval.gen_client import model_window
 
         window = min(MAX_LENGTH, model_window(model_dir))
-        return {**common, "dtype": "bfloat16", "max_model_len": window, "seed": SEED,
+        return {**common, "dtype": "bfloat16", "max_model_len": window, "seed": LM_EVAL_SEED,
                 "load_format": "safetensors",
                 "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9}
     raise ValueError(f"unknown backend {backend!r}: 'hf' or 'vllm'")
@@ -72,10 +75,8 @@ def evaluate_kwargs(task: str, model_dir: str | Path, backend: Backend, *,
     t = PAPER_TASKS[task]
     return {"model": backend, "model_args": model_args(model_dir, backend), "tasks": [t.task],
             "num_fewshot": t.num_fewshot, "limit": limit, "batch_size": batch_size,
-            "device": "cuda" if backend == "vllm" else "cpu",
-            "random_seed": SEED, "numpy_random_seed": SEED, "torch_random_seed": SEED,
-            "fewshot_random_seed": SEED, "confirm_run_unsafe_code": t.runs_code,
-            "log_samples": False}
+            "device": "cuda" if backend == "vllm" else "cpu", **SEEDS,
+            "confirm_run_unsafe_code": t.runs_code, "log_samples": False}
 
 
 def _flag(name: str) -> bool:
@@ -114,22 +115,15 @@ def parse_results(task: str, out: dict[str, Any]) -> PaperResult:
     """Map ``simple_evaluate``'s output for one paper task to results-table metrics."""
     t = PAPER_TASKS[task]
     res = out["results"][t.task]
-    metrics = {ours: float(res[key]) for ours, key in t.metrics.items()}
-    stderr = {}
-    for ours, key in t.metrics.items():
-        metric, filt = key.split(",", 1)
-        se = res.get(f"{metric}_stderr,{filt}")
-        if isinstance(se, int | float):
-            stderr[ours] = float(se)
+    metrics = {ours: lm_eval_run.metric(res, key) for ours, key in t.metrics.items()}
+    stderr = {ours: se for ours, key in t.metrics.items()
+              if (se := lm_eval_run.stderr(res, key)) is not None}
     n = int(out.get("n-samples", {}).get(t.task, {}).get("effective", 0))
     return PaperResult(metrics, stderr, n)
 
 
 def run_paper_task(task: str, model_dir: str | Path, backend: Backend, *,
                    limit: int | None = None, batch_size: int | str = 8) -> PaperResult:
-    from lm_eval import simple_evaluate
-
-    out = simple_evaluate(**evaluate_kwargs(task, model_dir, backend, limit=limit,
-                                            batch_size=batch_size))
-    assert out is not None
+    out = lm_eval_run.run(quiet=False, **evaluate_kwargs(task, model_dir, backend, limit=limit,
+                                                         batch_size=batch_size))
     return parse_results(task, out)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.resources import RESOURCES
+from optimal_sparsity.tiers import LM_EVAL_SEED
 
 CARRIED_DIR = RESOURCES / "taskloss"
 
-SEED = 42  # the paper's lm-eval seed (fewshot_random_seed); it reproduces the authors' file
+SEED = LM_EVAL_SEED  # fewshot_random_seed: it reproduces the authors' files
 
 
 @dataclass(frozen=True)
