@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from optimal_sparsity.atomic import atomic_dir, sha256_file
 from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import IntegrityError, UserError
 
 FORMAT = "optimal-sparsity-checkpoint/1"
@@ -207,7 +208,7 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, to
 
 def check_corpus(ckpt: Path, corpus: Path) -> None:
     """Refuse a corpus whose tokenizer is not the checkpoint's."""
-    ours, theirs = ckpt / "tokenizer.json", corpus / "tokenizer" / "tokenizer.json"
+    ours, theirs = ckpt / "tokenizer.json", CorpusFiles(corpus).tokenizer_json
     if not theirs.is_file():
         raise UserError(f"{corpus} is not a corpus directory (no tokenizer/tokenizer.json)")
     if not ours.is_file():

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.paths import REPO
 
 REPORT_FORMAT = "optimal-sparsity-gpu-check/1"
@@ -184,11 +185,11 @@ def _tiny_model(ctx: Context) -> Path:
     from optimal_sparsity.testing.local_hub import write_model_repo
 
     corpus = build_corpus(PRESETS["tiny"], ctx.work / "corpus")
-    tok = load_tokenizer(corpus / "tokenizer")
+    tok = load_tokenizer(CorpusFiles(corpus).tokenizer_dir)
     cfg = scaled_config(64, 8, 2, n_layers=2, vocab_size=len(tok), max_seq_len=1024)
     root = ctx.work / "hub"
     repo = write_model_repo(root, "gpu-check/optimal-sparsity-math-d64-E8-k2", cfg, seed=0,
-                            tokenizer_dir=corpus / "tokenizer")
+                            tokenizer_dir=CorpusFiles(corpus).tokenizer_dir)
     ctx.shared.update(model=repo, hub_root=root, cfg=cfg)
     return repo
 

@@ -36,8 +36,9 @@ from optimal_sparsity.data.arithmetic import (
     trivial_baselines,
 )
 from optimal_sparsity.data.knowledge import KnowledgeBase, KnowledgeConfig
+from optimal_sparsity.data.layout import TOKENIZER_DIR, CorpusFiles
 from optimal_sparsity.data.scripts import Scripts, ScriptsConfig
-from optimal_sparsity.data.shards import CORPUS_FILE, ShardWriter, token_dtype
+from optimal_sparsity.data.shards import ShardWriter, token_dtype
 from optimal_sparsity.data.tokenizer import EOS, load_tokenizer, train_bpe
 from optimal_sparsity.errors import UserError
 
@@ -119,7 +120,6 @@ class CorpusConfig:
 
 
 OPTIONAL_FIELDS = ("val_by_source",)
-RECORDS_FILE = "eval/knowledge_records.jsonl"
 
 
 def val_split(source: str) -> str:
@@ -271,10 +271,11 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
     check_replaceable(out_dir, CORPUS_KIND, replace=replace)
     mixture = Mixture(cfg)
     with atomic_dir(out_dir, CORPUS_KIND, replace=replace) as tmp:
+        files = CorpusFiles(tmp)
         sample = mixture.documents("tokenizer")
         train_bpe((next(sample)[1] for _ in range(cfg.tokenizer_sample_docs)),
-                  cfg.vocab_size, tmp / "tokenizer", added=mixture.kb.dedicated_tokens())
-        tok = load_tokenizer(tmp / "tokenizer")
+                  cfg.vocab_size, files.tokenizer_dir, added=mixture.kb.dedicated_tokens())
+        tok = load_tokenizer(files.tokenizer_dir)
         eos_id = tok.convert_tokens_to_ids(EOS)
         dtype = token_dtype(len(tok))
         if cfg.knowledge.style == "values":
@@ -282,30 +283,29 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
         counters: dict = {}
         splits = {
             "train": [_write_split(mixture, tok, eos_id, "train", cfg.train_tokens,
-                                   tmp / "train.bin", dtype, counters)],
+                                   files.shard("train"), dtype, counters)],
             "val": [_write_split(mixture, tok, eos_id, "val", cfg.val_tokens,
-                                 tmp / "val.bin", dtype, counters)],
+                                 files.shard("val"), dtype, counters)],
         }
         if cfg.val_by_source:
             for s in SOURCES:
                 if cfg.weights[s] > 0:
                     splits[val_split(s)] = [_write_split(
                         mixture, tok, eos_id, f"val/{s}", cfg.val_tokens,
-                        tmp / f"{val_split(s)}.bin", dtype, counters, only=s)]
+                        files.shard(val_split(s)), dtype, counters, only=s)]
         evals = mixture.eval_sets()
         for task, rows in evals.items():
-            _write_jsonl(tmp / "eval" / f"{task}.jsonl", rows)
+            _write_jsonl(files.eval_items(task), rows)
         if cfg.knowledge.style == "values":
-            _write_jsonl(tmp / RECORDS_FILE, mixture.kb.value_records())
-        _write_jsonl(tmp / "train_tasks" / "gsm8k_proxy_train.jsonl", mixture.train_tasks())
-        _write_jsonl(tmp / "train_tasks" / "gsmplus_proxy_train.jsonl",
-                     mixture.train_tasks_plus())
+            _write_jsonl(files.knowledge_records, mixture.kb.value_records())
+        _write_jsonl(files.train_problems("gsm8k_proxy_train"), mixture.train_tasks())
+        _write_jsonl(files.train_problems("gsmplus_proxy_train"), mixture.train_tasks_plus())
         train_counts = counters["train"]
         src = train_counts["source_tokens"]
         seen = train_counts["entity_docs"]
         stats = {
             "source_token_share": {s: src.get(s, 0) / cfg.train_tokens for s in SOURCES},
-            "unigram_entropy_nats": unigram_entropy(tmp / "train.bin", dtype),
+            "unigram_entropy_nats": unigram_entropy(files.shard("train"), dtype),
             "knowledge_bits": mixture.kb.bits,
             "knowledge_facts": len(mixture.kb.people) * len(mixture.kb.attributes),
             "fact_exposures": _exposure_stats(mixture, train_counts["entity_docs"]),
@@ -318,10 +318,10 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = False,
                                               for r in evals["triviaqa_proxy"]),
         }
         meta = {"format": FORMAT, "kind": "proxy", "config": cfg.to_dict(),
-                "fingerprint": cfg.fingerprint(), "tokenizer": "tokenizer",
+                "fingerprint": cfg.fingerprint(), "tokenizer": TOKENIZER_DIR,
                 "vocab_size": len(tok), "eos_id": eos_id, "token_dtype": dtype.name,
                 "splits": splits, "stats": stats}
-        (tmp / CORPUS_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        files.manifest.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         write_manifest(tmp)
     return out_dir
 
@@ -368,16 +368,16 @@ def tokenize_files(inputs: list[Path], tokenizer: str | Path, out_dir: str | Pat
                         yield text
 
     with atomic_dir(out_dir, CORPUS_KIND, replace=replace) as tmp:
-        tok.save_pretrained(tmp / "tokenizer")
-        writers = {"train": ShardWriter(tmp / "train.bin", dtype),
-                   "val": ShardWriter(tmp / "val.bin", dtype)}
+        files = CorpusFiles(tmp)
+        tok.save_pretrained(files.tokenizer_dir)
+        writers = {s: ShardWriter(files.shard(s), dtype) for s in ("train", "val")}
         for text in docs():
             split = "val" if rng.random() < val_fraction else "train"
             writers[split].write(np.asarray([*tok(text)["input_ids"], eos_id]))
         splits = {k: [w.close()] for k, w in writers.items()}
         meta = {"format": FORMAT, "kind": "tokenized", "inputs": [str(p) for p in inputs],
-                "tokenizer": "tokenizer", "vocab_size": len(tok), "eos_id": eos_id,
+                "tokenizer": TOKENIZER_DIR, "vocab_size": len(tok), "eos_id": eos_id,
                 "token_dtype": dtype.name, "splits": splits}
-        (tmp / CORPUS_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        files.manifest.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         write_manifest(tmp)
     return out_dir

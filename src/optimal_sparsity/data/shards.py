@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from optimal_sparsity.atomic import sha256_file
+from optimal_sparsity.data.layout import CORPUS_FILE
 from optimal_sparsity.errors import IntegrityError, UserError
-
-CORPUS_FILE = "corpus.json"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

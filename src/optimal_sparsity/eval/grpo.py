@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from optimal_sparsity.data.arithmetic import parse_final
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 
 TASK = "gsm8k_proxy_grpo"
@@ -185,12 +186,12 @@ def proxy_train_prompts(corpus: str | Path, n: int | None = None,
     """``{"prompt", "target"}`` rows from one of the corpus's GRPO training sets:
     ``gsm8k_proxy_train`` (training problems) or ``gsmplus_proxy_train`` (their
     GSM-Plus-style variants: the second set of the paper's Fig 10)."""
-    rows = _read_jsonl(Path(corpus) / "train_tasks" / f"{prompt_set}.jsonl")
+    rows = _read_jsonl(CorpusFiles.at(corpus).train_problems(prompt_set))
     return [{"prompt": r["prompt"], "target": str(r["target"])} for r in rows[:n]]
 
 
 def heldout_items(corpus: str | Path, n: int | None = None) -> list[dict]:
-    return _read_jsonl(Path(corpus) / "eval" / "gsm8k_proxy.jsonl")[:n]
+    return _read_jsonl(CorpusFiles.at(corpus).eval_items("gsm8k_proxy"))[:n]
 
 
 def gsm8k_dataset(path: str | Path, n: int | None = None) -> list[dict[str, Any]]:

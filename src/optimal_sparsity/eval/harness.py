@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.data.arithmetic import step_accuracy
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.eval import lm_eval_run
 from optimal_sparsity.eval.lm_eval_tasks import METRICS, PROXY_TASKS, write_task_configs
 from optimal_sparsity.eval.taskloss_data import load_proxy_items
@@ -72,8 +73,9 @@ def fewshot_task_config(corpus: str | Path) -> dict[str, Any]:
     from optimal_sparsity.eval.lm_eval_tasks import task_config
 
     corpus = Path(corpus).resolve()
-    train = corpus / "train_tasks" / "gsm8k_proxy_train.jsonl"
-    cfg = yaml.safe_load(task_config("gsm8k_proxy", corpus / "eval" / "gsm8k_proxy.jsonl"))
+    files = CorpusFiles(corpus)
+    train = files.train_problems("gsm8k_proxy_train")
+    cfg = yaml.safe_load(task_config("gsm8k_proxy", files.eval_items("gsm8k_proxy")))
     cfg["task"] = FEWSHOT_TASK
     del cfg["num_fewshot"]  # lm-eval ignores a run's num_fewshot when the task fixes 0
     cfg["dataset_kwargs"]["data_files"]["train"] = str(train)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from optimal_sparsity.data.corpus import RECORDS_FILE
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 
 CAPACITY_ANCHOR_BITS_PER_PARAM = (1.0, 2.0)  # 100 and 1,000 exposures (arXiv 2404.05405)
@@ -39,9 +39,11 @@ class KnowledgeBits:
 
 
 def load_records(corpus: str | Path) -> list[dict]:
-    path = Path(corpus) / RECORDS_FILE
+    files = CorpusFiles.at(corpus)
+    path = files.knowledge_records
     if not path.is_file():
-        raise UserError(f"corpus {corpus} has no {RECORDS_FILE}: its knowledge is not "
+        raise UserError(f"corpus {corpus} has no {path.relative_to(files.root)}: its "
+                        "knowledge is not "
                         "values-style (KnowledgeConfig(style='values'))")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

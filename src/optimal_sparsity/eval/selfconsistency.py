@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from optimal_sparsity.data.arithmetic import parse_final
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 
 TASK = "gsm8k_proxy_sc"
@@ -100,7 +101,7 @@ class SCResult:
 
 
 def _items(corpus: str | Path, n: int) -> list[dict]:
-    path = Path(corpus) / "eval" / "gsm8k_proxy.jsonl"
+    path = CorpusFiles.at(corpus).eval_items("gsm8k_proxy")
     if not path.is_file():
         raise UserError(f"no reasoning-proxy eval set at {path}")
     with open(path, encoding="utf-8") as f:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optimal_sparsity.atomic import sha256_bytes
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import IntegrityError, UserError
 from optimal_sparsity.hub.taskloss_inputs import (
     BUILDS,
@@ -105,7 +106,7 @@ def paper_inputs(built: Sequence[str] = (), built_dir: str | Path | None = None,
 
 def load_proxy_items(corpus: str | Path, task: str) -> list[dict]:
     """All evaluation items of a proxy task, in file order."""
-    path = Path(corpus) / "eval" / f"{task}.jsonl"
+    path = CorpusFiles.at(corpus).eval_items(task)
     if not path.is_file():
         raise UserError(f"corpus {corpus} has no evaluation file {path.name} "
                         "(build the corpus with `./reproduce data`)")

@@ -27,6 +27,8 @@ from optimal_sparsity.data.arithmetic import ArithmeticConfig, parse_final, step
 from optimal_sparsity.data.cache import ensure_corpus
 from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
+from optimal_sparsity.data.layout import CorpusFiles
+from optimal_sparsity.data.shards import read_corpus_meta
 from optimal_sparsity.data.tokenizer import load_tokenizer
 from optimal_sparsity.train.config import TrainConfig
 from optimal_sparsity.train.loop import Trainer
@@ -66,7 +68,7 @@ def _train(corpus: Path, model: str, tokens: int, out: Path, seed: int, lr: floa
 
 
 def _items(corpus: Path, task: str, limit: int) -> list[dict]:
-    lines = (corpus / "eval" / f"{task}.jsonl").read_text().splitlines()
+    lines = CorpusFiles(corpus).eval_items(task).read_text().splitlines()
     return [json.loads(x) for x in lines[:limit]]
 
 
@@ -78,7 +80,7 @@ def memorization(args: argparse.Namespace) -> list[dict]:
                            knowledge=KnowledgeConfig(n_people=n_people, style="records"),
                            n_eval_knowledge=args.limit, n_eval_arithmetic=10)
         corpus = ensure_corpus(cfg)
-        meta = json.loads((corpus / "corpus.json").read_text())
+        meta = read_corpus_meta(corpus)
         bits_per_fact = meta["stats"]["knowledge_bits"] / meta["stats"]["knowledge_facts"]
         items = _items(corpus, "triviaqa_proxy", args.limit)
         for model in args.models:
@@ -114,7 +116,7 @@ def reasoning(args: argparse.Namespace) -> list[dict]:
                                                        n_train_problems=args.pool),
                            n_eval_arithmetic=args.limit)
         corpus = ensure_corpus(cfg)
-        meta = json.loads((corpus / "corpus.json").read_text())
+        meta = read_corpus_meta(corpus)
         items = _items(corpus, "gsm8k_proxy", args.limit)
         for model in args.models:
             t0 = time.time()

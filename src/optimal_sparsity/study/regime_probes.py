@@ -33,6 +33,7 @@ from optimal_sparsity.atomic import write_text
 from optimal_sparsity.data.arithmetic import ArithmeticConfig
 from optimal_sparsity.data.corpus import CorpusConfig
 from optimal_sparsity.data.knowledge import KnowledgeConfig
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.machine_load import OtherLoad
@@ -140,7 +141,7 @@ def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
     from optimal_sparsity.data.arithmetic import parse_final, trivial_baselines
     from optimal_sparsity.study.probes import greedy
 
-    lines = (corpus / "eval" / "gsm8k_proxy.jsonl").read_text().splitlines()[:limit]
+    lines = CorpusFiles(corpus).eval_items("gsm8k_proxy").read_text().splitlines()[:limit]
     items = [json.loads(x) for x in lines]
     got = greedy(model, tok, [it["prompt"] for it in items], 40, ("\n", "<|", "Question"))
     acc = sum(parse_final(g) == int(it["target"]) for g, it in zip(got, items, strict=True))

@@ -40,6 +40,7 @@ from optimal_sparsity.accounting import count_params, matmul_flops_per_token
 from optimal_sparsity.atomic import sweep_stale, write_json
 from optimal_sparsity.checkpoint import check_corpus, load_tensors, read_config, save_checkpoint
 from optimal_sparsity.config import ModelConfig
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import get_config
@@ -219,7 +220,7 @@ class Trainer:
             if path.exists():  # a newer checkpoint that did not verify (resume skipped it)
                 st.remove_checkpoint(path)
             save_checkpoint(path, self.model, self.model_cfg,
-                            tokenizer_dir=self.corpus / "tokenizer", meta=meta,
+                            tokenizer_dir=CorpusFiles(self.corpus).tokenizer_dir, meta=meta,
                             tensors={st.OPTIMIZER_FILE: tensors},
                             json_files={st.STATE_FILE: state})
             self._prune(step)

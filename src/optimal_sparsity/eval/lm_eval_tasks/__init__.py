@@ -18,6 +18,7 @@ import yaml
 
 from optimal_sparsity.atomic import write_text
 from optimal_sparsity.data.corpus import EVAL_TASKS
+from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 
 HERE = Path(__file__).parent
@@ -57,7 +58,7 @@ def write_task_configs(corpus: str | Path, out_dir: str | Path,
     """Write ``<out_dir>/<task>.yaml`` for each task, reading ``<corpus>/eval/<task>.jsonl``."""
     corpus, out_dir = Path(corpus).resolve(), Path(out_dir)
     for task in tasks:
-        data = corpus / "eval" / f"{task}.jsonl"
+        data = CorpusFiles(corpus).eval_items(task)
         if not data.is_file():
             raise UserError(f"corpus {corpus} has no {data.relative_to(corpus)} "
                             "(build it with `./reproduce data`)")
