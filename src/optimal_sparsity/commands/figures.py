@@ -121,15 +121,43 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _reevaluate_pins() -> int:
-    """Rewrite the verdicts of references/scaled/*.json under the current rule."""
+    """Rewrite the verdicts of references/scaled/*.json under the current rule, and their
+    tolerances on the current basis: a one-seed value takes the seed sd pooled over the pin
+    its design draws noise from (``StudyDesign.noise_from``: full's, for smoke) and over its
+    own replicated points, as ``pin`` computes it."""
+    import time
+
     from optimal_sparsity.atomic import write_json
-    from optimal_sparsity.references import load_scaled, scaled_path
+    from optimal_sparsity.references import (
+        load_scaled,
+        pooled_seed_sd,
+        recompute_tolerances,
+        scaled_path,
+    )
+    from optimal_sparsity.study.design import get_design
     from optimal_sparsity.study.reevaluate import reevaluate_reference
 
     for scale in ("smoke", "full"):
         ref = load_scaled(scale)
         if ref is None:
             continue
+        design = get_design(scale)
+        source = get_design(design.noise_from).pin() if design.noise_from else None
+        if design.pin() is not None:  # tolerances are re-derived for the current design only
+            before = [v["tolerance"] for v in ref["values"]]
+            ref = recompute_tolerances(ref, fallback={**pooled_seed_sd(source),
+                                                      **pooled_seed_sd(ref)})
+            changed = sum(a != v["tolerance"] for a, v in zip(before, ref["values"],
+                                                               strict=True))
+            if changed:
+                print(f"{scale:5s} {changed} tolerances recomputed")
+                ref["provenance"]["tolerances"] = (
+                    f"recomputed ({time.strftime('%Y-%m-%d', time.gmtime())}, "
+                    "`./reproduce claims --reevaluate-pins`) on tolerance_basis from the "
+                    "pinned seeds; one-seed values: " + (
+                        f"the seed sd pooled over the {design.noise_from}-scale pin of this "
+                        "design" if source else "the seed sd pooled over this pin's "
+                        "replicated points, else their evaluation error"))
         new = reevaluate_reference(ref, scale)
         for cid, v in new.items():
             old = ref.get("verdicts", {}).get(cid, {}).get("status", "not run")
