@@ -12,7 +12,7 @@ from optimal_sparsity.figures.registry import FIGURES, FIGURES_BY_ID
 from optimal_sparsity.figures.render import skipped
 from optimal_sparsity.paths import REPO
 from optimal_sparsity.study.pull_claims import CLAIM_NEEDS, PULL_TIER_OF, pull_status
-from optimal_sparsity.tiers import TIERS_BY_NAME
+from optimal_sparsity.tiers import PULL_TIER_FOR, TIERS_BY_NAME
 
 
 def test_every_claim_belongs_to_exactly_one_figure():
@@ -63,11 +63,13 @@ def test_nox_figure_sessions_say_what_the_figure_wants():
 
 
 def test_the_claims_table_advises_a_gpu_where_a_read_tier_generates():
-    """The pull column's "GPU advised": the testable claims that read an accuracy, the one
-    pull tier that generates text (paper_accuracy)."""
+    """The pull column's "GPU advised": the testable claims that read an accuracy (the one
+    pull tier of needs that generates text, paper_accuracy) or that need a pull tier that
+    samples (self-consistency, the few-shot sweep)."""
     assert [t for t in set(PULL_TIER_OF.values()) if TIERS_BY_NAME[t].generates] == [
         "paper_accuracy"]
+    assert all(TIERS_BY_NAME[t].generates for t in PULL_TIER_FOR.values())
     advised = {c.id for c in CLAIMS if "GPU advised" in pull_status(c.id).text}
     assert advised == {c.id for c in CLAIMS if pull_status(c.id).testable
-                       and any(n.startswith("acc:") for n in CLAIM_NEEDS[c.id])}
-    assert advised
+                       and any(n.startswith(("acc:", "tier:")) for n in CLAIM_NEEDS[c.id])}
+    assert {"C6.ttc-raises-accuracy", "C11.fewshot-unstable"} <= advised

@@ -34,6 +34,8 @@ ALL_TIERS: tuple[Tier, ...] = (
     Tier("knowledge_bits", reads_corpus=True, generates=False),
     Tier("paper_task_loss", reads_corpus=False, generates=False),
     Tier("paper_accuracy", reads_corpus=False, generates=True),
+    Tier("paper_sc", reads_corpus=False, generates=True),  # GSM8K self-consistency (Fig 6)
+    Tier("paper_fewshot", reads_corpus=False, generates=True),  # GSM8K shot sweep (Fig 11)
     Tier("sc", reads_corpus=True, generates=True, checkpoint=False),
     Tier("grpo", reads_corpus=True, generates=True, checkpoint=False),
     Tier("grpo2", reads_corpus=True, generates=True, checkpoint=False),
@@ -43,7 +45,14 @@ TIERS_BY_NAME: dict[str, Tier] = {t.name: t for t in ALL_TIERS}
 
 TIERS: tuple[str, ...] = tuple(t.name for t in ALL_TIERS if t.checkpoint)
 DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
-PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")
+PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")  # every pulled figure
+# The pull tier that stands for a figure's retrain tier, run only for the figures naming it.
+PULL_TIER_FOR: dict[str, str] = {"sc": "paper_sc", "fewshot": "paper_fewshot"}
+
+
+def pull_tiers(figure_tiers: Iterable[str]) -> tuple[str, ...]:
+    """The tiers pull mode runs for a figure of ``figure_tiers``."""
+    return PULL_TIERS + tuple(PULL_TIER_FOR[t] for t in figure_tiers if t in PULL_TIER_FOR)
 CORPUS_TIERS: frozenset[str] = frozenset(t for t in TIERS if TIERS_BY_NAME[t].reads_corpus)
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.commands.args import device_arg, positive_int, thread_count
+from optimal_sparsity.commands.args import bounded_int, device_arg, positive_int, thread_count
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.paths import REPO
 
@@ -74,7 +74,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, train_sequences=args.train_sequences,
         val_sequences=args.val_sequences, backend=args.backend,
         paper_backend=args.paper_backend, device=args.device, threads=args.threads,
-        force=args.force).items() if v is not None}
+        force=args.force, paper_sc_power=args.sc_power,
+        paper_sc_max_new_tokens=args.sc_max_new_tokens,
+        paper_gsm8k_data=str(args.gsm8k) if args.gsm8k else None).items() if v is not None}
+    if args.shots:
+        changes["paper_fewshot_shots" if pull else "fewshot_shots"] = tuple(args.shots)
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
     settings = EvalSettings.smoke(**changes) if args.smoke else EvalSettings(**changes)
@@ -134,6 +138,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accuracy tier: this project's lm-eval adapter (default) or lm-eval's "
                         "hf backend on an exported copy")
     p.add_argument("--paper-backend", choices=["hf", "vllm"])
+    p.add_argument("--gsm8k", type=Path, metavar="DIR",
+                   help="paper_sc / paper_fewshot: a GSM8K snapshot (openai/gsm8k's layout, "
+                        "e.g. pulled through checkpoints.lock)")
+    p.add_argument("--sc-power", type=bounded_int(0, 12),
+                   help="paper_sc: 2^N samples per problem (default 7, the paper's)")
+    p.add_argument("--sc-max-new-tokens", type=positive_int,
+                   help="paper_sc: new tokens per sample (default 1024, the paper's)")
+    p.add_argument("--shots", type=bounded_int(0, 64), nargs="+", metavar="N",
+                   help="fewshot / paper_fewshot: the shot counts of the sweep")
     p.add_argument("--device", type=device_arg, help="cpu (default) or cuda")
     p.add_argument("--threads", type=thread_count, help="torch threads while evaluating")
     p.add_argument("--force", action="store_true", help="recompute tiers already in the table")

@@ -44,6 +44,7 @@ import torch
 from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
+from optimal_sparsity.eval.paper_ttc import FEWSHOT_SHOTS
 from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
 from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
 from optimal_sparsity.results.table import (
@@ -79,6 +80,10 @@ class EvalSettings:
     paper_inputs: tuple[str, ...] = ()  # paper_task_loss: built inputs, "FILE:SHA256"
     paper_inputs_dir: str | None = None  # where they are (taskloss_build.default_out_dir)
     paper_code_data: tuple[str, ...] = ()  # paper_accuracy: "TASK=DIR", HumanEval+ / MBPP+
+    paper_gsm8k_data: str | None = None  # paper_sc / paper_fewshot: the pulled GSM8K snapshot
+    paper_sc_power: int = 7  # paper_sc: 2^7 samples per problem (the paper's)
+    paper_sc_max_new_tokens: int = 1024  # paper_sc (the paper's)
+    paper_fewshot_shots: tuple[int, ...] = FEWSHOT_SHOTS  # paper_fewshot (Fig 11)
 
     @property
     def paper_code_tasks(self) -> tuple[str, ...]:
@@ -116,7 +121,10 @@ class EvalSettings:
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
                 "knowledge_bits": (),  # every person and value, always
                 "paper_task_loss": ("limit", "paper_inputs"),
-                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks")}[tier]
+                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks"),
+                "paper_sc": ("limit", "paper_backend", "paper_sc_power",
+                             "paper_sc_max_new_tokens"),
+                "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots")}[tier]
         return settings_key({k: getattr(self, k) for k in keys})
 
 
@@ -410,10 +418,66 @@ def _evalplus_rows(job: _Job, hf_dir: Path, backend: str) -> list[Row]:
     return rows
 
 
+def _paper_gsm8k(job: _Job, tier: str) -> str:
+    data = job.settings.paper_gsm8k_data
+    if not data:
+        raise TierSkipped(f"{tier} reads GSM8K's test split: no GSM8K snapshot was pulled "
+                          "(its checkpoints.lock entry; pull mode pulls it)")
+    return data
+
+
+def _tier_paper_sc(job: _Job) -> list[Row]:
+    """Self-consistency on GSM8K with the paper's settings (``eval.paper_ttc``)."""
+    from optimal_sparsity.eval import paper_tasks as pt
+    from optimal_sparsity.eval.generation import make_generator
+    from optimal_sparsity.eval.paper_ttc import SC_TASK, PaperSC, gsm8k_problems
+    from optimal_sparsity.eval.paper_ttc import self_consistency as sample
+
+    s = job.settings
+    backend = s.paper_backend or pt.default_backend()
+    if reason := pt.backend_unavailable(backend):  # type: ignore[arg-type]
+        raise TierSkipped(reason)
+    problems = gsm8k_problems(_paper_gsm8k(job, "paper_sc"), s.limit)
+    sc = PaperSC(r_max=s.paper_sc_power, max_new_tokens=s.paper_sc_max_new_tokens)
+    with _exported(job) as hf_dir:
+        generator = make_generator(backend, hf_dir)
+        try:
+            metrics = sample(generator, problems, sc)
+        finally:
+            if hasattr(generator, "close"):  # a worker process (vLLM)
+                generator.close()
+    return job.rows(SC_TASK, metrics, len(problems), "paper_sc",
+                    extra={"backend": backend, "temperature": sc.temperature,
+                           "top_p": sc.top_p, "prompt": "Question: {question}\nAnswer:"})
+
+
+def _tier_paper_fewshot(job: _Job) -> list[Row]:
+    """GSM8K strict-match accuracy at each shot count (``eval.paper_ttc``; metrics
+    ``acc@{n}shot``, as the proxy sweep's)."""
+    from optimal_sparsity.eval import paper_tasks as pt
+    from optimal_sparsity.eval.paper_ttc import FEWSHOT_TASK, fewshot_sweep
+
+    s = job.settings
+    backend = s.paper_backend or pt.default_backend()
+    reason = pt.backend_unavailable(backend)  # type: ignore[arg-type]
+    if reason:  # the data is the pulled snapshot: being offline is no obstacle
+        raise TierSkipped(reason)
+    data = _paper_gsm8k(job, "paper_fewshot")
+    with _exported(job) as hf_dir:
+        res = fewshot_sweep(hf_dir, data, backend, s.paper_fewshot_shots, limit=s.limit,
+                            batch_size=s.batch_size)
+    metrics = {f"acc@{n}shot": acc for n, (acc, _, _) in res.items()}
+    stderr = {f"acc@{n}shot": se for n, (_, se, _) in res.items() if se is not None}
+    return job.rows(FEWSHOT_TASK, metrics, min(n for _, _, n in res.values()),
+                    "paper_fewshot", stderr=stderr,
+                    extra={"backend": backend, "lm_eval": _lm_eval_version()})
+
+
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
     "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
     "fewshot": _tier_fewshot, "knowledge_bits": _tier_knowledge_bits,
     "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
+    "paper_sc": _tier_paper_sc, "paper_fewshot": _tier_paper_fewshot,
 }
 
 

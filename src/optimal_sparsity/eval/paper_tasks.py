@@ -83,9 +83,8 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def unavailable_reason(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TASKS)
-                       ) -> str | None:
-    """Why the paper's accuracy evaluation cannot run here, or None."""
+def backend_unavailable(backend: Backend) -> str | None:
+    """Why lm-eval's ``backend`` cannot run here, or None."""
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             return "vLLM is not installed (a CUDA build, GPU only); use the hf backend"
@@ -93,6 +92,14 @@ def unavailable_reason(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TA
 
         if not torch.cuda.is_available():
             return "the vLLM backend needs a CUDA GPU"
+    return None
+
+
+def unavailable_reason(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TASKS)
+                       ) -> str | None:
+    """Why the paper's accuracy evaluation cannot run here, or None."""
+    if reason := backend_unavailable(backend):
+        return reason
     offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if _flag(v)]
     if offline:
         return (f"the paper's evaluation data ({', '.join(tasks)}) is on the Hugging Face "

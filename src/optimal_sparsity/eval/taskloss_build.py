@@ -48,6 +48,17 @@ def stock_yaml(yaml_path: str) -> Path:
     return path
 
 
+def local_task_config(yaml_path: str, data_dir: str | Path, name: str,
+                      cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """The YAML of task ``name``: lm-eval's stock task ``yaml_path`` included as it is, reading
+    its data set from ``data_dir`` (and caching its Arrow copy in ``cache_dir``)."""
+    config: dict[str, Any] = {"include": str(stock_yaml(yaml_path)), "task": name,
+                              "dataset_path": str(Path(data_dir).resolve())}
+    if cache_dir is not None:
+        config["dataset_kwargs"] = {"cache_dir": str(Path(cache_dir).resolve())}
+    return config
+
+
 def load_stock_task(yaml_path: str, data_dir: str | Path, cache_dir: str | Path | None = None,
                     *, what: str = ""):
     """lm-eval's stock task ``yaml_path`` reading its data set from ``data_dir`` (a pulled
@@ -61,10 +72,7 @@ def load_stock_task(yaml_path: str, data_dir: str | Path, cache_dir: str | Path 
     from lm_eval.tasks import TaskManager, get_task_dict
 
     name = "local_" + Path(yaml_path).stem
-    config: dict[str, Any] = {"include": str(stock_yaml(yaml_path)), "task": name,
-                              "dataset_path": str(Path(data_dir).resolve())}
-    if cache_dir is not None:
-        config["dataset_kwargs"] = {"cache_dir": str(Path(cache_dir).resolve())}
+    config = local_task_config(yaml_path, data_dir, name, cache_dir)
     with tempfile.TemporaryDirectory(prefix="lm-eval-task-") as tmp:
         Path(tmp, f"{name}.yaml").write_text(yaml.safe_dump(config))
         try:

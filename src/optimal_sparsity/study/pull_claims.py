@@ -8,7 +8,8 @@ mode, with that reason. A claim that needs a tier the pull pipeline does not run
 ``not testable`` too, saying which tier. The rest are decided from the hub's data, and the
 README's pull column says what they need (``study.claims_table``).
 
-What the pipeline runs is read from its own declarations (``tiers.PULL_TIERS``,
+What the pipeline runs is read from its own declarations (``tiers.PULL_TIERS`` and
+``tiers.PULL_TIER_FOR``,
 ``eval.paper_tasks``, ``eval.taskloss_data``, ``eval.taskloss_build``, ``eval.code_tasks``),
 so the column changes when the pipeline does.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optimal_sparsity.tiers import wants_gpu
+from optimal_sparsity.tiers import PULL_TIER_FOR, wants_gpu
 
 # What the release lacks, and why a claim that needs it cannot be decided from the release.
 UNRELEASED: dict[str, str] = {
@@ -82,12 +83,13 @@ def pull_runs() -> PullRuns:
     from optimal_sparsity.hub.taskloss_inputs import BUILDS
     from optimal_sparsity.tiers import PULL_TIERS
 
+    tiers = PULL_TIERS + tuple(PULL_TIER_FOR.values())
     acc = frozenset(PAPER_TASKS) | frozenset(PLUS_TASKS) if "paper_accuracy" in PULL_TIERS \
         else frozenset()
     carried = frozenset(AUTHORS_INPUTS) if "paper_task_loss" in PULL_TIERS else frozenset()
     built = ({b.results_task: b.file for b in BUILDS.values() if b.results_task not in carried}
              if "paper_task_loss" in PULL_TIERS else {})
-    return PullRuns(PULL_TIERS, acc, carried, built)
+    return PullRuns(tiers, acc, carried, built)
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,8 @@ def pull_status(claim_id: str, runs: PullRuns | None = None) -> PullStatus:
     runs = runs or pull_runs()
     needs = CLAIM_NEEDS[claim_id]
     missing = [UNRELEASED[n] for n in needs if n in UNRELEASED]
-    tiers = [TIER_NAMES[n.split(":", 1)[1]] for n in needs
-             if n.startswith("tier:") and n.split(":", 1)[1] not in runs.tiers]
+    wanted = [n.split(":", 1)[1] for n in needs if n.startswith("tier:")]
+    tiers = [TIER_NAMES[w] for w in wanted if PULL_TIER_FOR.get(w) not in runs.tiers]
     if tiers:
         missing.append("no " + "/".join(tiers) + " tier in pull mode")
     unknown = [n for n in needs if n.startswith(("acc:", "task_loss:")) and not (
@@ -117,7 +119,8 @@ def pull_status(claim_id: str, runs: PullRuns | None = None) -> PullStatus:
                     if n.startswith("task_loss:") and n[10:] in runs.built_task_loss})
     if built:
         parts.append("`taskloss-build` " + ", ".join(b.removesuffix(".json") for b in built))
-    if wants_gpu(PULL_TIER_OF[kind] for kind, _, _ in (n.partition(":") for n in needs)
-                 if kind in PULL_TIER_OF):
+    if wants_gpu([PULL_TIER_OF[kind] for kind, _, _ in (n.partition(":") for n in needs)
+                  if kind in PULL_TIER_OF] + [PULL_TIER_FOR[w] for w in wanted
+                                              if w in PULL_TIER_FOR]):
         parts.append("GPU advised")
     return PullStatus(True, "; ".join(parts))

@@ -74,6 +74,19 @@ def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[s
     return tuple(out)
 
 
+def prepare_gsm8k(lock, opts, log: Callable[[str], None] = print) -> str | None:
+    """The GSM8K snapshot ``checkpoints.lock`` pins, pulled (self-consistency and the
+    few-shot sweep read its test split); None, logged, when it cannot be pulled."""
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    try:
+        pull(lock.find("gsm8k"), opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+        return str(pulled_dir("gsm8k", lock, opts.hub_cache, allow_unpinned=opts.allow_unpinned))
+    except (UserError, OSError) as err:
+        log(f"GSM8K (self-consistency, few-shot): not pulled: {err}")
+        return None
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -86,7 +99,7 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
     from optimal_sparsity.hub.lock import load_lock
     from optimal_sparsity.hub.pull import pull, pulled_model_dir
     from optimal_sparsity.study.pull_claims import pull_status
-    from optimal_sparsity.tiers import PULL_TIERS
+    from optimal_sparsity.tiers import pull_tiers
 
     def release_limit(cid: str) -> str | None:  # what the release can never decide
         status = pull_status(cid)
@@ -110,10 +123,13 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
             "the released checkpoints' size")
     table = ModeFiles(out_dir).table
     inputs, inputs_dir = prepare_paper_inputs(lock, opts, log)
-    settings = EvalSettings(tiers=PULL_TIERS,
+    tiers = pull_tiers(spec.tiers)
+    settings = EvalSettings(tiers=tiers,
                             limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
                             paper_inputs_dir=str(inputs_dir),
-                            paper_code_data=prepare_code_data(lock, opts, log))
+                            paper_code_data=prepare_code_data(lock, opts, log),
+                            paper_gsm8k_data=prepare_gsm8k(lock, opts, log)
+                            if set(tiers) & {"paper_sc", "paper_fewshot"} else None)
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
