@@ -77,3 +77,52 @@ def test_without_gsm8k_the_tiers_say_why(tiny_corpus, tmp_path):
                         log=lambda _: None, statuses=statuses)
     assert [s.status for s in statuses] == ["skipped", "skipped"]
     assert all("no GSM8K snapshot was pulled" in s.reason for s in statuses)
+
+
+def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path):
+    """`fig6 --mode pull`: the lock pins two tiny models and GSM8K on the local hub; pull
+    mode pulls them, samples self-consistency (cut to 2 problems, 4 samples of 16 tokens) and
+    decides C6.ttc-raises-accuracy from those rows."""
+    import contextlib
+    import io
+    import json
+
+    from optimal_sparsity.cli import main
+    from optimal_sparsity.hub.lock import Lock
+    from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry, model_entry
+    from optimal_sparsity.hub.update import update_lock
+    from optimal_sparsity.testing.local_hub import LocalHub, client_env
+
+    gsm8k = next(s for s in DATASETS if s.name == "gsm8k")
+    root = tmp_path / "hub"
+    train, test = recover(load_authors_inputs("gsm8k"))
+    write_repo(root / "datasets" / gsm8k.repo_id, train, test)
+    entries = []
+    for name, e in (("d32-E2-k2", 2), ("d32-E4-k2", 4)):
+        cfg = scaled_config(32, e, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
+        repo = f"test-org/optimal-sparsity-math-{name}"
+        write_model_repo(root, repo, cfg, seed=e, tokenizer_dir=tiny_corpus / "tokenizer")
+        entries.append(model_entry(name, repo, cfg, family="math", source="test fixture"))
+    lock = Lock(models=tuple(entries), datasets=(dataset_entry(gsm8k),))
+    names = [e.name for e in entries] + ["gsm8k"]
+    with LocalHub(root) as endpoint, client_env(endpoint, tmp_path / "hf-home"):
+        report = update_lock(lock, names, endpoint=endpoint, token=False, log=lambda _: None)
+        assert set(report.resolved) == set(names), report.failed
+        lock_file = tmp_path / "test.lock"
+        lock_file.write_text(json.dumps(report.lock.to_dict(), indent=2))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["fig6", "--mode", "pull", "--lock", str(lock_file), "--hub-cache",
+                         str(tmp_path / "cache"), "--limit", "2", "--sc-power", "2",
+                         "--sc-max-new-tokens", "16", "--results", str(tmp_path / "results")])
+    assert code == 0, err.getvalue()
+    assert "not run" not in out.getvalue()
+    parts = tmp_path / "results" / "pull" / "table" / "parts"
+    rows = [json.loads(x) for p in parts.glob("*.jsonl") for x in p.read_text().splitlines()]
+    sc = {(r["model"], r["metric"]) for r in rows if r["task"] == SC_TASK}
+    assert {(m, "maj@4") for m in ("d32-E2-k2", "d32-E4-k2")} <= sc
+    verdicts = json.loads((tmp_path / "results" / "pull" / "fig6" / "verdicts.json").read_text())
+    ttc = verdicts["C6.ttc-raises-accuracy"]
+    assert ttc["status"] != "not testable" and "maj@4 - maj@1" in ttc["statistic"]
+    assert verdicts["C6.grpo-raises-accuracy"]["status"] == "not testable"
+    assert "C6.grpo-raises-accuracy: not testable: no GRPO tier in pull mode" in out.getvalue()

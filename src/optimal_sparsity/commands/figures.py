@@ -21,7 +21,8 @@ def _options(args: argparse.Namespace):
                    results=args.results, check=not args.no_check, lock=args.lock,
                    allow_unpinned=args.allow_unpinned, hub_cache=args.hub_cache,
                    limit=args.limit, slurm=settings_from_args(args), retries=args.retries,
-                   jobs=args.jobs)
+                   jobs=args.jobs, sc_power=args.sc_power,
+                   sc_max_new_tokens=args.sc_max_new_tokens)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -248,6 +249,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="pull entries the lock pins no revision for (hashes not checked)")
     g.add_argument("--hub-cache", type=Path, help="where pulled repositories go")
     g.add_argument("--limit", type=bounded_int(0), default=0, help="items per task (0: all)")
+    g.add_argument("--sc-power", type=bounded_int(0, 12), default=7,
+                   help="self-consistency: 2^N samples per problem (default 7, the paper's)")
+    g.add_argument("--sc-max-new-tokens", type=bounded_int(1), default=1024,
+                   help="self-consistency: new tokens per sample (default 1024, the paper's)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

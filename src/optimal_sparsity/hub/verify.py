@@ -69,7 +69,7 @@ def refuse_pickles(paths: Iterable[str], name: str) -> None:
 
 
 _CONFIG_KEYS = (("hidden_size", "d"), ("num_local_experts", "E"), ("num_experts_per_tok", "k"),
-                ("num_hidden_layers", "layers"))
+                ("num_hidden_layers", "n_layers"))
 
 
 def check_config(config: dict, entry: Entry) -> None:

@@ -44,6 +44,8 @@ class Options:
     slurm: SlurmSettings | None = None  # --launcher slurm
     retries: int = 2  # resubmissions of a job that died (submitit launchers)
     jobs: int = 0  # local launcher: runs trained side by side (0: as the cores hold)
+    sc_power: int = 7  # pull mode: 2^N self-consistency samples per problem (the paper's)
+    sc_max_new_tokens: int = 1024  # pull mode: per self-consistency sample (the paper's)
 
 
 def _label(design: StudyDesign, mode: str) -> str:

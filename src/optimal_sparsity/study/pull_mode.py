@@ -129,7 +129,9 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                             paper_inputs_dir=str(inputs_dir),
                             paper_code_data=prepare_code_data(lock, opts, log),
                             paper_gsm8k_data=prepare_gsm8k(lock, opts, log)
-                            if set(tiers) & {"paper_sc", "paper_fewshot"} else None)
+                            if set(tiers) & {"paper_sc", "paper_fewshot"} else None,
+                            paper_sc_power=opts.sc_power,
+                            paper_sc_max_new_tokens=opts.sc_max_new_tokens)
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")
