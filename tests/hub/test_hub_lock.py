@@ -34,7 +34,7 @@ def test_shipped_lock_covers_the_release_and_records_its_state(shipped):
     assert len(math) == 65
     for pm, e in zip(paper_models(), math, strict=True):
         pc = count_params(pm.config())
-        assert (e.grid.d, e.grid.E, e.grid.k, e.grid.layers) == (pm.d, pm.E, pm.k, 16)
+        assert (e.grid.d, e.grid.E, e.grid.k, e.grid.n_layers) == (pm.d, pm.E, pm.k, 16)
         assert (e.expected.total_params, e.expected.active_params) == (pc.total, pc.active)
         assert (e.expected.total_name, e.expected.active_name) == (pm.total_name, pm.active_name)
     code = [e for e in shipped.models if e.family == "code"]
