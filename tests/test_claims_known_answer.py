@@ -38,7 +38,10 @@ UNTESTABLE = {"C8.code-optimum-dense"}
 # Claims the full design cannot resolve at the known-answer size: they must read inconclusive
 # (leaning the planted way), never the opposite verdict.
 LOW_POWER = {"C2.turning-point-moves":  # a U over the k = 4 family's 3 points, one seed at E = 8
-             "d64-k4: U inconclusive"}
+             "d64-k4: U inconclusive",
+             # the HellaSwag proxy sits at its ceiling in full (acc_norm 0.96-1.00): its pinned
+             # seed noise leaves the k = 4 family's 3-point slope unresolved at this size
+             "C5.memorization-sparser": "hellaswag_proxy acc_norm, d64-k4: inconclusive"}
 DECIDABLE = [c.id for c in CLAIMS if c.id not in UNTESTABLE]
 
 
