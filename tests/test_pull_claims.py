@@ -30,8 +30,11 @@ def test_the_column_follows_what_the_pipeline_runs():
     assert "humaneval_plus" in runs.accuracy_tasks and "gsm_plus" in runs.built_task_loss
     assert pull_status("C6.ttc-raises-accuracy", runs).text == "hub; GPU advised"
     assert pull_status("C11.fewshot-unstable", runs).text == "hub; GPU advised"
-    assert pull_status("C6.grpo-raises-accuracy", runs).text == (
-        "not testable: no GRPO tier in pull mode")
+    for cid in ("C6.grpo-raises-accuracy", "C6.trend-survives", "C10.grpo-either-set"):
+        assert pull_status(cid, runs).text == "hub; GPU advised"
+    without_math = replace(runs, tiers=tuple(t for t in runs.tiers if t != "paper_grpo_math"))
+    assert pull_status("C10.grpo-either-set", without_math).text == (
+        "not testable: no MATH GRPO tier in pull mode")
     without_sc = replace(runs, tiers=tuple(t for t in runs.tiers if t != "paper_sc"))
     assert pull_status("C6.ttc-raises-accuracy", without_sc).text == (
         "not testable: no self-consistency tier in pull mode")

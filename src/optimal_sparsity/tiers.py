@@ -36,6 +36,8 @@ ALL_TIERS: tuple[Tier, ...] = (
     Tier("paper_accuracy", reads_corpus=False, generates=True),
     Tier("paper_sc", reads_corpus=False, generates=True),  # GSM8K self-consistency (Fig 6)
     Tier("paper_fewshot", reads_corpus=False, generates=True),  # GSM8K shot sweep (Fig 11)
+    Tier("paper_grpo", reads_corpus=False, generates=True),  # GRPO on GSM8K train (Fig 6, 10)
+    Tier("paper_grpo_math", reads_corpus=False, generates=True),  # GRPO on MATH train (Fig 10)
     Tier("sc", reads_corpus=True, generates=True, checkpoint=False),
     Tier("grpo", reads_corpus=True, generates=True, checkpoint=False),
     Tier("grpo2", reads_corpus=True, generates=True, checkpoint=False),
@@ -47,7 +49,8 @@ TIERS: tuple[str, ...] = tuple(t.name for t in ALL_TIERS if t.checkpoint)
 DEFAULT_TIERS: tuple[str, ...] = ("pretrain", "task_loss", "accuracy")
 PULL_TIERS: tuple[str, ...] = ("paper_task_loss", "paper_accuracy")  # every pulled figure
 # The pull tier that stands for a figure's retrain tier, run only for the figures naming it.
-PULL_TIER_FOR: dict[str, str] = {"sc": "paper_sc", "fewshot": "paper_fewshot"}
+PULL_TIER_FOR: dict[str, str] = {"sc": "paper_sc", "fewshot": "paper_fewshot",
+                                 "grpo": "paper_grpo", "grpo2": "paper_grpo_math"}
 
 
 def pull_tiers(figure_tiers: Iterable[str]) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from gsm8k_recovered import recover, write_repo
+from test_pull_grpo import CHAT, TINY
 
 from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
 from optimal_sparsity.eval.paper_ttc import (
@@ -82,7 +83,8 @@ def test_without_gsm8k_the_tiers_say_why(tiny_corpus, tmp_path):
 def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path):
     """`fig6 --mode pull`: the lock pins two tiny models and GSM8K on the local hub; pull
     mode pulls them, samples self-consistency (cut to 2 problems, 4 samples of 16 tokens) and
-    decides C6.ttc-raises-accuracy from those rows."""
+    decides C6.ttc-raises-accuracy from those rows; GRPO (the authors' recipe, cut to one
+    step of tiny batches: test_pull_grpo.TINY) decides C6.grpo-raises-accuracy."""
     import contextlib
     import io
     import json
@@ -101,7 +103,8 @@ def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path
     for name, e in (("d32-E2-k2", 2), ("d32-E4-k2", 4)):
         cfg = scaled_config(32, e, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
         repo = f"test-org/optimal-sparsity-math-{name}"
-        write_model_repo(root, repo, cfg, seed=e, tokenizer_dir=tiny_corpus / "tokenizer")
+        write_model_repo(root, repo, cfg, seed=e, tokenizer_dir=tiny_corpus / "tokenizer",
+                         chat_template=CHAT)
         entries.append(model_entry(name, repo, cfg, family="math", source="test fixture"))
     lock = Lock(models=tuple(entries), datasets=(dataset_entry(gsm8k),))
     names = [e.name for e in entries] + ["gsm8k"]
@@ -114,7 +117,8 @@ def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["fig6", "--mode", "pull", "--lock", str(lock_file), "--hub-cache",
                          str(tmp_path / "cache"), "--limit", "2", "--sc-power", "2",
-                         "--sc-max-new-tokens", "16", "--results", str(tmp_path / "results")])
+                         "--sc-max-new-tokens", "16", "--results", str(tmp_path / "results"),
+                         *[a for k, v in TINY for a in ("--grpo", f"{k}={v}")]])
     assert code == 0, err.getvalue()
     assert "not run" not in out.getvalue()
     parts = tmp_path / "results" / "pull" / "table" / "parts"
@@ -124,5 +128,7 @@ def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path
     verdicts = json.loads((tmp_path / "results" / "pull" / "fig6" / "verdicts.json").read_text())
     ttc = verdicts["C6.ttc-raises-accuracy"]
     assert ttc["status"] != "not testable" and "maj@4 - maj@1" in ttc["statistic"]
-    assert verdicts["C6.grpo-raises-accuracy"]["status"] == "not testable"
-    assert "C6.grpo-raises-accuracy: not testable: no GRPO tier in pull mode" in out.getvalue()
+    grpo = {(r["model"], r["metric"]) for r in rows if r["task"] == "gsm8k_grpo"}
+    assert {(m, "acc_after") for m in ("d32-E2-k2", "d32-E4-k2")} <= grpo
+    assert verdicts["C6.grpo-raises-accuracy"]["status"] != "not testable"
+    assert "tier in pull mode" not in out.getvalue()  # every tier fig6 needs runs

@@ -65,3 +65,14 @@ def device_arg(text: str) -> str:
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"unsupported device {text!r} (cpu or cuda)")
     return text
+
+
+def grpo_override(text: str):
+    """``--grpo FIELD=VALUE``: one change to the authors' GRPO settings."""
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.eval.grpo import parse_override
+
+    try:
+        return parse_override(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

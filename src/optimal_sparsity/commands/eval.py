@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from optimal_sparsity.commands.args import bounded_int, device_arg, positive_int, thread_count
+from optimal_sparsity.commands.args import (
+    bounded_int,
+    device_arg,
+    grpo_override,
+    positive_int,
+    thread_count,
+)
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.paths import REPO
 
@@ -77,6 +83,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         force=args.force, paper_sc_power=args.sc_power,
         paper_sc_max_new_tokens=args.sc_max_new_tokens,
         paper_gsm8k_data=str(args.gsm8k) if args.gsm8k else None).items() if v is not None}
+    if args.grpo:
+        changes["paper_grpo_overrides"] = tuple(args.grpo)
+    if args.math:
+        changes["paper_math_data"] = str(args.math)
     if args.shots:
         changes["paper_fewshot_shots" if pull else "fewshot_shots"] = tuple(args.shots)
     if args.tasks:
@@ -141,6 +151,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gsm8k", type=Path, metavar="DIR",
                    help="paper_sc / paper_fewshot: a GSM8K snapshot (openai/gsm8k's layout, "
                         "e.g. pulled through checkpoints.lock)")
+    p.add_argument("--math", type=Path, metavar="DIR",
+                   help="paper_grpo_math: a MATH snapshot (its train split; e.g. pulled "
+                        "through checkpoints.lock)")
+    p.add_argument("--grpo", type=grpo_override, action="append", metavar="FIELD=VALUE",
+                   help="paper_grpo / paper_grpo_math: change one of the authors' GRPO "
+                        "settings (eval/grpo.py, preset 'paper'); repeatable")
     p.add_argument("--sc-power", type=bounded_int(0, 12),
                    help="paper_sc: 2^N samples per problem (default 7, the paper's)")
     p.add_argument("--sc-max-new-tokens", type=positive_int,

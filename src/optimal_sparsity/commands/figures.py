@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from optimal_sparsity.commands.args import bounded_int, positive_float
+from optimal_sparsity.commands.args import bounded_int, grpo_override, positive_float
 from optimal_sparsity.figures.registry import FIGURES
 from optimal_sparsity.paths import REPO, ModeFiles
 
@@ -22,7 +22,8 @@ def _options(args: argparse.Namespace):
                    allow_unpinned=args.allow_unpinned, hub_cache=args.hub_cache,
                    limit=args.limit, slurm=settings_from_args(args), retries=args.retries,
                    jobs=args.jobs, sc_power=args.sc_power,
-                   sc_max_new_tokens=args.sc_max_new_tokens)
+                   sc_max_new_tokens=args.sc_max_new_tokens,
+                   grpo_overrides=tuple(args.grpo or ()))
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -253,6 +254,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="self-consistency: 2^N samples per problem (default 7, the paper's)")
     g.add_argument("--sc-max-new-tokens", type=bounded_int(1), default=1024,
                    help="self-consistency: new tokens per sample (default 1024, the paper's)")
+    g.add_argument("--grpo", type=grpo_override, action="append", metavar="FIELD=VALUE",
+                   help="GRPO: change one of the authors' settings (eval/grpo.py, preset "
+                        "'paper'), e.g. max_steps=2; repeatable")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

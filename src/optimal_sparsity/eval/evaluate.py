@@ -84,6 +84,10 @@ class EvalSettings:
     paper_sc_power: int = 7  # paper_sc: 2^7 samples per problem (the paper's)
     paper_sc_max_new_tokens: int = 1024  # paper_sc (the paper's)
     paper_fewshot_shots: tuple[int, ...] = FEWSHOT_SHOTS  # paper_fewshot (Fig 11)
+    paper_math_data: str | None = None  # paper_grpo_math: the pulled MATH snapshot
+    # paper_grpo / paper_grpo_math: changes to the authors' GRPO settings (eval.grpo's
+    # "paper" preset), as (field, value) pairs; () runs theirs
+    paper_grpo_overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def paper_code_tasks(self) -> tuple[str, ...]:
@@ -124,7 +128,9 @@ class EvalSettings:
                 "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks"),
                 "paper_sc": ("limit", "paper_backend", "paper_sc_power",
                              "paper_sc_max_new_tokens"),
-                "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots")}[tier]
+                "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots"),
+                "paper_grpo": ("limit", "paper_backend", "paper_grpo_overrides"),
+                "paper_grpo_math": ("limit", "paper_backend", "paper_grpo_overrides")}[tier]
         return settings_key({k: getattr(self, k) for k in keys})
 
 
@@ -473,11 +479,52 @@ def _tier_paper_fewshot(job: _Job) -> list[Row]:
                     extra={"backend": backend, "lm_eval": _lm_eval_version()})
 
 
+def _paper_grpo(job: _Job, train_set: str) -> list[Row]:
+    """GRPO with the authors' settings on GSM8K or MATH train; GSM8K accuracy before and
+    after (``eval.paper_grpo``)."""
+    from optimal_sparsity.eval import paper_grpo as pg
+    from optimal_sparsity.eval import paper_tasks as pt
+    from optimal_sparsity.eval.grpo import get_preset
+
+    s = job.settings
+    tier = "paper_grpo" if train_set == "gsm8k" else "paper_grpo_math"
+    settings = get_preset("paper").replace(prompts=train_set, **dict(s.paper_grpo_overrides))
+    backend = s.paper_backend or pt.default_backend()
+    if reason := pt.backend_unavailable(backend) or pg.unavailable_reason(settings):  # type: ignore[arg-type]
+        raise TierSkipped(reason)
+    gsm8k = _paper_gsm8k(job, tier)
+    if train_set == "gsm8k":
+        rows = pg.gsm8k_train_rows(gsm8k, settings.n_prompts)
+    elif s.paper_math_data:
+        rows = pg.math_train_rows(s.paper_math_data, settings.n_prompts)
+    else:
+        raise TierSkipped(f"{tier} trains on MATH: no MATH snapshot was pulled (its "
+                          "checkpoints.lock entry; pull mode pulls it)")
+    with _exported(job) as hf_dir:
+        r = pg.run_paper_grpo(hf_dir, rows, gsm8k, settings, backend=backend, limit=s.limit,
+                              batch_size=s.batch_size, log=job.log)
+    extra = {"backend": backend, "grpo": settings.replace(max_steps=r.steps).to_dict(),
+             "train_set": train_set, "prompts": r.n_prompts, "eval_shots": pg.EVAL_SHOTS,
+             "lm_eval": _lm_eval_version(), "wall_s": round(r.wall_s, 1),
+             "train_reward_first": pg.finite(r.train_reward_first),
+             "train_reward_last": pg.finite(r.train_reward_last)}
+    return job.rows(pg.TASKS[train_set], r.metrics, r.n_eval, tier, extra=extra)
+
+
+def _tier_paper_grpo(job: _Job) -> list[Row]:
+    return _paper_grpo(job, "gsm8k")
+
+
+def _tier_paper_grpo_math(job: _Job) -> list[Row]:
+    return _paper_grpo(job, "math")
+
+
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
     "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
     "fewshot": _tier_fewshot, "knowledge_bits": _tier_knowledge_bits,
     "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
     "paper_sc": _tier_paper_sc, "paper_fewshot": _tier_paper_fewshot,
+    "paper_grpo": _tier_paper_grpo, "paper_grpo_math": _tier_paper_grpo_math,
 }
 
 

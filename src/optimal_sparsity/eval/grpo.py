@@ -71,7 +71,13 @@ class GRPOSettings:
     eval_n: int = 200  # held-out items for before/after
     eval_max_new_tokens: int = 48
     reward_samples: int = 4  # sampled completions per held-out prompt for the reward
-    prompts: str = "proxy"  # "proxy" (plain text) or "gsm8k" (single user message)
+    prompts: str = "proxy"  # "proxy" (plain text), "gsm8k" or "math" (single user message)
+    # completions sampled per rollout batch (trl's generation_batch_size; None: one
+    # optimizer step's batch). Above the step's batch, one rollout feeds several steps.
+    generation_batch: int | None = None
+    epochs: int = 0  # > 0: max_steps is this many passes over the prompts (``steps_for``)
+    max_prompt_tokens: int = 0  # > 0: longer prompts are dropped before training
+    kl_bias_correction: bool = True  # trl's importance-weighted KL (verl's low_var_kl: off)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -87,7 +93,28 @@ class GRPOSettings:
                   "eval_max_new_tokens", "reward_samples"):
             need(getattr(self, f) >= 1, f"{f} must be >= 1")
         need(self.learning_rate > 0 and self.beta >= 0, "need learning_rate > 0, beta >= 0")
-        need(self.prompts in ("proxy", "gsm8k"), "prompts must be 'proxy' or 'gsm8k'")
+        need(self.prompts in ("proxy", "gsm8k", "math"),
+             "prompts must be 'proxy', 'gsm8k' or 'math'")
+        step = self.per_device_batch * self.grad_accum
+        need(self.generation_batch is None or self.generation_batch % step == 0,
+             f"generation_batch {self.generation_batch} must be a multiple of the "
+             f"optimizer step's {step} completions")
+        need(self.epochs >= 0 and self.max_prompt_tokens >= 0,
+             "epochs and max_prompt_tokens must be >= 0")
+
+    def steps_for(self, n_prompts: int) -> int:
+        """Optimizer steps of a run over ``n_prompts`` prompts: ``max_steps``, or with
+        ``epochs`` that many passes in whole rollout batches (a partial batch is dropped,
+        as verl's sampler does), each rollout batch feeding its optimizer steps."""
+        if not self.epochs:
+            return self.max_steps
+        step = self.per_device_batch * self.grad_accum
+        rollout = self.generation_batch or step
+        batches = n_prompts * self.num_generations // rollout
+        if batches < 1:
+            raise UserError(f"GRPO settings {self.name!r}: {n_prompts} prompts fill no "
+                            f"rollout batch of {rollout // self.num_generations} prompts")
+        return self.epochs * batches * (rollout // step)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,6 +140,8 @@ class GRPOSettings:
             scale_rewards=self.scale_rewards, warmup_steps=self.warmup_steps,
             lr_scheduler_type="constant_with_warmup", weight_decay=self.weight_decay,
             max_grad_norm=self.max_grad_norm, seed=self.seed, data_seed=self.seed,
+            generation_batch_size=self.generation_batch,
+            use_bias_correction_kl=self.kl_bias_correction,
             use_vllm=self.use_vllm, vllm_mode="colocate", use_cpu=self.use_cpu, bf16=self.bf16,
             gradient_checkpointing=False, logging_steps=1, save_strategy="no",
             report_to="none", disable_tqdm=True, dataloader_num_workers=0,
@@ -122,17 +151,53 @@ class GRPOSettings:
 GRPO_PRESETS: dict[str, GRPOSettings] = {
     # Minutes on 2 CPU cores, for a scaled-down (d=64, 4-layer) checkpoint.
     "cpu": GRPOSettings(),
-    # The paper's stated settings (docs/paper.md): 5 rollouts, 1024-token responses, LR 5e-6,
-    # KL 1e-3, vLLM rollouts, GSM8K train as one user message. Batch size, steps and
-    # temperature are not stated there: 64 prompts (320 rollouts) per step for one
-    # epoch of GSM8K train (7,473 prompts, 117 steps) and verl's default T=1 are assumed.
+    # The authors' verl run (rioyokotalab/optimal-sparsity, scripts/post-training/train.sh;
+    # docs/pull-mode.md, "GRPO") in trl's terms: 1,024 prompts x 5 rollouts per rollout
+    # batch (generation_batch 5,120), mini-batch 256 prompts (one optimizer step of 1,280
+    # completions: 40 x 32 accumulated), so 4 optimizer steps per rollout batch; 15 epochs
+    # (7 whole batches of 1,024 in GSM8K's 7,473 or MATH's 7,500 train prompts: 105
+    # rollout batches, the released model's global step 105, = 420 optimizer steps);
+    # prompt <= 512 tokens (longer ones dropped), response 1,024; LR 5e-6 constant; KL 1e-3
+    # with trl's k3 estimator, which is verl's low_var_kl (without its [-10, 10] clamp),
+    # the importance-weight correction off as in verl; no entropy bonus (trl has none);
+    # verl's rollout temperature 1.0, clip ratio 0.2 (trl's epsilon), token-mean loss
+    # (trl's dapo), grad clip 1.0, weight decay 0.01 (verl's actor default).
     "paper": GRPOSettings(
-        name="paper", max_steps=117, n_prompts=7473, num_generations=5, per_device_batch=40,
-        grad_accum=8, max_completion_length=1024, learning_rate=5e-6, beta=1e-3,
-        temperature=1.0, use_vllm=True, use_cpu=False, bf16=True,
-        eval_n=1319, eval_max_new_tokens=1024, reward_samples=5, prompts="gsm8k",
-        notes="batch size, steps and rollout temperature assumed (not stated in the paper)"),
+        name="paper", max_steps=420, epochs=15, n_prompts=7500, num_generations=5,
+        per_device_batch=40, grad_accum=32, generation_batch=5120,
+        max_completion_length=1024, max_prompt_tokens=512, learning_rate=5e-6, beta=1e-3,
+        kl_bias_correction=False, temperature=1.0, weight_decay=0.01, use_vllm=True,
+        use_cpu=False, bf16=True, eval_n=1319, eval_max_new_tokens=1024, reward_samples=5,
+        prompts="gsm8k",
+        notes="the authors' verl settings (train.sh) in trl; reward: strict '#### N' "
+              "(GSM8K) or the last \\boxed{} (MATH), string-normalised, not math-verify"),
 }
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` -> (field, value) of ``GRPOSettings``, the value read as the field's
+    type (``true``/``false`` for a flag, ``none`` for an optional number)."""
+    name, sep, raw = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(GRPOSettings)}
+    if not sep or name not in fields or name == "name":
+        raise UserError(f"{text!r}: expected FIELD=VALUE with FIELD one of "
+                        f"{', '.join(n for n in fields if n != 'name')}")
+    default = getattr(GRPOSettings(), name)
+    kind = fields[name].type
+    try:
+        if raw.lower() == "none" and "None" in str(kind):
+            return name, None
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError
+            return name, raw.lower() == "true"
+        if "int" in str(kind) and "float" not in str(kind):
+            return name, int(raw)
+        if isinstance(default, float):
+            return name, float(raw)
+        return name, raw
+    except ValueError:
+        raise UserError(f"{text!r}: {name} takes a value of type {kind}") from None
 
 
 def get_preset(name: str) -> GRPOSettings:

@@ -38,6 +38,7 @@ class DatasetSpec:
     split: str
     shots: int
     include: tuple[str, ...] | None = None  # glob patterns of the files to pull (None: all)
+    source: str = ""  # where the repo id comes from ("": DATASET_SOURCE)
 
 
 # Repo ids as in lm-evaluation-harness 0.4.13's task configs (the version this project pins).
@@ -54,6 +55,10 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("humaneval_plus", "evalplus/humanevalplus", "humaneval_plus", None, "test", 0),
     DatasetSpec("mbpp", "google-research-datasets/mbpp", "mbpp", "full", "test", 3),
     DatasetSpec("mbpp_plus", "evalplus/mbppplus", "mbpp_plus", None, "test", 3),
+    # GRPO's second training set (Fig 10): MATH train, as verl's MATH preprocessing reads it
+    DatasetSpec("math", "DigitalLearningGmbH/MATH-lighteval", "math_grpo", "default", "train",
+                0, source="verl's examples/data_preprocess/math_dataset.py (the authors' GRPO "
+                          "preprocessing), MATH train for GRPO (Fig 10)"),
 )
 DATASET_SOURCE = "lm-evaluation-harness 0.4.13 task config (dataset_path of the task)"
 
@@ -74,8 +79,8 @@ def model_entry(name: str, repo_id: str, cfg, *, family: str, source: str,
 def dataset_entry(spec: DatasetSpec) -> Entry:
     return Entry(kind="dataset", name=spec.name, repo_id=spec.repo_id, task=spec.task,
                  config=spec.config, split=spec.split, shots=spec.shots, include=spec.include,
-                 source=DATASET_SOURCE, revision=None, unresolved_reason=UNRESOLVED_OFFLINE,
-                 files=None)
+                 source=spec.source or DATASET_SOURCE, revision=None,
+                 unresolved_reason=UNRESOLVED_OFFLINE, files=None)
 
 
 def skeleton(previous: Lock | None = None) -> Lock:

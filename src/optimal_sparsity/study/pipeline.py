@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.figures.registry import FIGURES, get_figure
@@ -46,6 +47,7 @@ class Options:
     jobs: int = 0  # local launcher: runs trained side by side (0: as the cores hold)
     sc_power: int = 7  # pull mode: 2^N self-consistency samples per problem (the paper's)
     sc_max_new_tokens: int = 1024  # pull mode: per self-consistency sample (the paper's)
+    grpo_overrides: tuple[tuple[str, Any], ...] = ()  # pull mode: changes to the authors' GRPO
 
 
 def _label(design: StudyDesign, mode: str) -> str:

@@ -28,7 +28,7 @@ UNRELEASED: dict[str, str] = {
 }
 # Tiers of the paper that a claim may need, by the pull tier that would run them.
 TIER_NAMES: dict[str, str] = {"sc": "self-consistency", "grpo": "GRPO",
-                              "grpo_math": "MATH GRPO", "fewshot": "few-shot sweep"}
+                              "grpo2": "MATH GRPO", "fewshot": "few-shot sweep"}
 
 MEM_LOSS = ("task_loss:triviaqa", "task_loss:hellaswag")
 REA_LOSS = ("task_loss:gsm8k", "task_loss:gsm_plus")
@@ -61,7 +61,7 @@ CLAIM_NEEDS: dict[str, tuple[str, ...]] = {
     "C7.tpp-optimum-near-20": ("acc:gsm8k",),
     "C7.larger-k-better": REA_ACC,
     "C8.code-optimum-dense": ("code_grid", *CODE_ACC),
-    "C10.grpo-either-set": ("tier:grpo", "tier:grpo_math"),
+    "C10.grpo-either-set": ("tier:grpo", "tier:grpo2"),
     "C11.fewshot-unstable": ("tier:fewshot",),
 }
 

@@ -74,17 +74,28 @@ def prepare_code_data(lock, opts, log: Callable[[str], None] = print) -> tuple[s
     return tuple(out)
 
 
-def prepare_gsm8k(lock, opts, log: Callable[[str], None] = print) -> str | None:
-    """The GSM8K snapshot ``checkpoints.lock`` pins, pulled (self-consistency and the
-    few-shot sweep read its test split); None, logged, when it cannot be pulled."""
+GSM8K_TIERS = frozenset({"paper_sc", "paper_fewshot", "paper_grpo", "paper_grpo_math"})
+
+
+def prepare_dataset(name: str, what: str, lock, opts, log: Callable[[str], None] = print
+                    ) -> str | None:
+    """The snapshot of data set ``name`` that ``checkpoints.lock`` pins, pulled; None,
+    logged, when it cannot be pulled (the tiers reading it then say why they skip)."""
     from optimal_sparsity.hub.pull import pull, pulled_dir
 
     try:
-        pull(lock.find("gsm8k"), opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
-        return str(pulled_dir("gsm8k", lock, opts.hub_cache, allow_unpinned=opts.allow_unpinned))
+        pull(lock.find(name), opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+        return str(pulled_dir(name, lock, opts.hub_cache, allow_unpinned=opts.allow_unpinned))
     except (UserError, OSError) as err:
-        log(f"GSM8K (self-consistency, few-shot): not pulled: {err}")
+        log(f"{what}: not pulled: {err}")
         return None
+
+
+def prepare_gsm8k(lock, opts, log: Callable[[str], None] = print) -> str | None:
+    """GSM8K (self-consistency and the few-shot sweep read its test split, GRPO its train
+    split and its test split before and after)."""
+    return prepare_dataset("gsm8k", "GSM8K (self-consistency, few-shot, GRPO)", lock, opts,
+                           log)
 
 
 def _has_cuda() -> bool:
@@ -129,9 +140,13 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                             paper_inputs_dir=str(inputs_dir),
                             paper_code_data=prepare_code_data(lock, opts, log),
                             paper_gsm8k_data=prepare_gsm8k(lock, opts, log)
-                            if set(tiers) & {"paper_sc", "paper_fewshot"} else None,
+                            if GSM8K_TIERS & set(tiers) else None,
+                            paper_math_data=prepare_dataset("math", "MATH (GRPO)", lock, opts,
+                                                            log)
+                            if "paper_grpo_math" in tiers else None,
                             paper_sc_power=opts.sc_power,
-                            paper_sc_max_new_tokens=opts.sc_max_new_tokens)
+                            paper_sc_max_new_tokens=opts.sc_max_new_tokens,
+                            paper_grpo_overrides=opts.grpo_overrides)
     runs = set()
     for i, m in enumerate(models, 1):
         log(f"[{i}/{len(models)}] pull {m.name} ({m.repo_id})")

@@ -334,9 +334,11 @@ def client_env(endpoint: str, home: str | Path) -> Iterator[None]:
 
 def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
                      tokenizer_dir: str | Path | None = None,
-                     max_shard_size: int | str | None = None) -> Path:
+                     max_shard_size: int | str | None = None,
+                     chat_template: str | None = None) -> Path:
     """A released-format repository (our exporter's MixtralForCausalLM directory) for ``cfg``
-    under ``root/models/repo_id``; ``max_shard_size`` (bytes) makes a sharded one."""
+    under ``root/models/repo_id``; ``max_shard_size`` (bytes) makes a sharded one;
+    ``chat_template`` goes into its tokenizer's config."""
     import tempfile
 
     from optimal_sparsity.atomic import OUTPUT_MARKER
@@ -352,6 +354,10 @@ def write_model_repo(root: str | Path, repo_id: str, cfg, *, seed: int = 0,
         sharding = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
         export_hf(Path(tmp) / "ckpt", out, **sharding)
     (out / OUTPUT_MARKER).unlink()  # a released repository carries only HF files
+    if chat_template is not None:
+        tc = out / "tokenizer_config.json"
+        tc.write_text(json.dumps({**json.loads(tc.read_text()), "chat_template": chat_template},
+                                 indent=2))
     (out / "README.md").write_text(f"# {repo_id}\n\nA tiny {GridPoint.of(cfg).short} test model.\n")
     return out
 
