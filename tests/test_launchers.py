@@ -144,6 +144,58 @@ def _job_pids() -> list[int]:
     return out
 
 
+EVAL_TIERS = ("pretrain", "task_loss", "accuracy", "knowledge_bits")
+
+
+def evaluate_in_worker(table: str, run) -> None:
+    """What the pool runs after a training: one thread, as the pipeline's evaluation there
+    (study.pipeline.evaluate_for_figures); it notes the process it ran in."""
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+
+    torch.set_num_threads(1)
+    evaluate_checkpoint(run.checkpoints()[-1][1], Path(run.config.corpus), Path(table),
+                        EvalSettings(tiers=EVAL_TIERS, limit=6, batch_size=6,
+                                     max_new_tokens=16, train_sequences=8, val_sequences=8))
+    Path(table, f"evaluated-{run.run_id}").write_text(str(os.getpid()))
+
+
+def test_evaluation_beside_training_equals_evaluation_after_it(sweep_home):
+    """``after``: each run is evaluated in the training pool once it is trained (a run
+    trained before: at once), on one thread, and the values equal those of evaluating the
+    same checkpoints afterwards in this process on all its threads; trainings start
+    longest first."""
+    from functools import partial
+
+    from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+    from optimal_sparsity.results.table import read_rows
+    from optimal_sparsity.study.sweep import longest_first
+
+    design = get_design("tiny")
+    runs = [few_steps(r, threads=1) for r in plan_runs(design, root=sweep_home / "runs")]
+    train_all(runs[:1], "local", progress=False, log=lambda _m: None, jobs=1)  # trained before
+    pool_table = sweep_home / "pool"
+    pool_table.mkdir()
+    logs: list[str] = []
+    train_all(runs, "local", log=logs.append, jobs=2, after=partial(evaluate_in_worker,
+                                                                      str(pool_table)))
+    assert sum(m.startswith("evaluated ") for m in logs) == 3, logs
+    pids = {(pool_table / f"evaluated-{r.run_id}").read_text() for r in runs}
+    assert str(os.getpid()) not in pids  # in the pool's workers
+    here = sweep_home / "here"
+    for r in runs:
+        evaluate_checkpoint(r.checkpoints()[-1][1], Path(r.config.corpus), here,
+                            EvalSettings(tiers=EVAL_TIERS, limit=6, batch_size=6,
+                                         max_new_tokens=16, train_sequences=8,
+                                         val_sequences=8))
+
+    def values(table):
+        return {(r.run, r.task, r.metric): r.value for r in read_rows(table)}
+
+    assert values(pool_table) == values(here) and len(values(here)) > 20
+    order = [r.point.E for r in longest_first(runs)]
+    assert order == sorted(order, reverse=True)  # one k, one budget: most experts first
+
+
 def few_steps(run, steps: int = 24, **changes):
     """A tiny-design run cut to a few steps (the test's time budget)."""
     return replace(run, config=run.config.replace(train_tokens=None, steps=steps, **changes))

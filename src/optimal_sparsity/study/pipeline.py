@@ -139,6 +139,43 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
     return rows_of(runs, table)
 
 
+def evaluate_for_figures(scale: str, fig_ids: tuple[str, ...], table: str, run: PointRun
+                         ) -> None:
+    """Everything ``fig_ids`` evaluate on ``run``, on one thread (a worker of the training
+    pool: ``train_and_evaluate``). The per-figure pass after it finds every result cached.
+    The evaluations compute the same bits on one thread as on several (the tiny design's
+    138 values, every tier, in tests/test_launchers.py)."""
+    import torch
+
+    from optimal_sparsity.study.evaluation import evaluate_run
+
+    torch.set_num_threads(1)
+    design = get_design(scale)
+    for fid in fig_ids:
+        spec = get_figure(fid)
+        if "code" not in spec.tiers and any(r.run_id == run.run_id
+                                            for r in _runs_for(design, spec)):
+            evaluate_run(run, design, spec, Path(table))
+
+
+def train_and_evaluate(design: StudyDesign, ids: list[str], opts: Options,
+                       log: Callable[[str], None], clock: StudyClock | None = None) -> None:
+    """Train every run of ``ids`` and evaluate each in the same pool as soon as it is
+    trained (local launcher, runs side by side): evaluation fills the cores the last
+    trainings leave idle and runs one per core. Other launchers train here and leave the
+    evaluation to the per-figure pass."""
+    from functools import partial
+
+    specs = [get_figure(f) for f in ids]
+    runs = list({r.run_dir: r for s in specs if "code" not in s.tiers
+                 for r in _runs_for(design, s)}.values())
+    after = partial(evaluate_for_figures, design.scale, tuple(ids), str(mode_files(opts).table)
+                    ) if opts.launcher == "local" else None
+    train_all(runs, opts.launcher, progress=opts.progress, log=log, slurm=opts.slurm,
+              retries=opts.retries, trained=clock.trained if clock is not None else None,
+              jobs=opts.jobs, after=after)
+
+
 def rows_of(runs: list[PointRun], table: Path) -> list[Row]:
     """The rows of ``table`` that belong to ``runs`` (matched by run id, never by path)."""
     wanted = {r.run_id for r in runs}
@@ -199,6 +236,7 @@ def run_figures(fig_ids: list[str] | None, opts: Options, log: Callable[[str], N
     clock = plan_clock(get_design(opts.scale), ids, log) if opts.mode == "retrain" else None
     if clock is not None:
         log(clock.line())
+        train_and_evaluate(get_design(opts.scale), ids, opts, log, clock)
     results = [run_figure(f, opts, log, clock) for f in ids]
     command = "./reproduce " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "./reproduce"
     wall = time.perf_counter() - t0

@@ -147,9 +147,25 @@ def local_jobs(runs: list[PointRun], jobs: int = 0) -> int:
     return max(1, min(len(runs), cores // per_run))
 
 
+def longest_first(runs: list[PointRun]) -> list[PointRun]:
+    """``runs`` by expected training time, longest first (the order a pool of workers
+    finishes soonest in: no long run starts last and trains alone). The time of a run
+    grows with its tokens, its active parameters per token (k) and, less, its experts."""
+    def cost(r: PointRun) -> tuple[int, int, int]:
+        c = r.config
+        return (c.total_steps() * c.tokens_per_step(), r.point.d * r.point.k, r.point.E)
+
+    return sorted(runs, key=cost, reverse=True)
+
+
 def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], None],
-                        trained: Callable[[PointRun, float], None] | None) -> None:
-    """Train ``todo`` in ``jobs`` worker processes; the first failure stops the rest."""
+                        trained: Callable[[PointRun, float], None] | None,
+                        after: Callable[[PointRun], object] | None = None,
+                        done: list[PointRun] = ()) -> None:
+    """Train ``todo`` in ``jobs`` worker processes, longest first; the first failure stops
+    the rest. ``after(run)`` (a picklable function: evaluation) runs in the same pool once
+    a run is trained (for ``done``: at once), queued behind the trainings not yet started,
+    so it fills the cores the last trainings leave idle."""
     import multiprocessing
     import time
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -164,25 +180,34 @@ def _train_side_by_side(todo: list[PointRun], jobs: int, log: Callable[[str], No
     bar = Progress(total, "training", "tokens", initial=sum(seen.values()), log=log)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = {pool.submit(train_run, r, False): r for r in todo}
-        pending = set(futures)
+        futures = {pool.submit(train_run, r, False): r for r in longest_first(todo)}
+        follow = {pool.submit(after, r): r for r in done} if after is not None else {}
+        pending = set(futures) | set(follow)
         while pending:
-            done, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
             for f in futures:  # tokens trained so far, from each run's own metrics
                 r = futures[f]
-                now_tokens = budget[r.run_dir] if f in done else _tokens_done(r.run_dir)
+                now_tokens = budget[r.run_dir] if f in finished else _tokens_done(r.run_dir)
                 if now_tokens > seen[r.run_dir]:
                     bar.update(now_tokens - seen[r.run_dir])
                     seen[r.run_dir] = now_tokens
-            for f in done:
-                r = futures[f]
+            for f in finished:
                 f.result()  # re-raises the run's error here
+                if f in follow:
+                    r = follow.pop(f)
+                    log(f"evaluated {r.point.label} seed {r.seed} (beside the training)")
+                    continue
+                r = futures[f]
                 log(f"trained {r.point.label} seed {r.seed} -> {r.run_dir}")
+                if after is not None:
+                    g = pool.submit(after, r)
+                    follow[g] = r
+                    pending.add(g)
                 if trained is not None:  # runs go side by side: the time since the last one
                     now = time.perf_counter()
                     trained(r, now - t0)
                     t0 = now
-            futures = {f: r for f, r in futures.items() if f not in done}
+            futures = {f: r for f, r in futures.items() if f not in finished}
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -232,7 +257,7 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
               slurm: SlurmSettings | None = None, retries: int = 2,
               dry_run: bool = False,
               trained: Callable[[PointRun, float], None] | None = None,
-              jobs: int = 0) -> None:
+              jobs: int = 0, after: Callable[[PointRun], object] | None = None) -> None:
     """Train every run that is not finished yet; ``trained(run, seconds)`` after each.
 
     With a submitit launcher each run is one job; a job that dies without a result
@@ -241,7 +266,9 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
     not (it would fail again) and its error is one line naming the run and the log.
     ``dry_run`` (slurm) prints the batch script of every run instead of submitting.
     ``jobs`` (local): runs trained side by side, each in its own process with the threads
-    its config names (0: as many as the cores hold, ``local_jobs``).
+    its config names (0: as many as the cores hold, ``local_jobs``). ``after(run)`` (local,
+    side by side only): run in the same pool once each run is trained, or at once for a
+    run trained before; other launchers leave it to the caller.
     """
     import time
 
@@ -261,6 +288,10 @@ def train_all(runs: list[PointRun], launcher: str = "local", progress: bool | No
         return
     todo = [r for r in runs if not r.finished]
     log(f"{len(runs) - len(todo)} of {len(runs)} runs already trained; training {len(todo)}")
+    if launcher == "local" and after is not None and local_jobs(runs, jobs) > 1:
+        _train_side_by_side(todo, local_jobs(runs, jobs), log, trained, after,
+                            [r for r in runs if r.finished])
+        return
     if not todo:
         return
     if launcher == "local" and local_jobs(todo, jobs) > 1:
