@@ -179,3 +179,17 @@ def test_calibrate_command_prints_the_summary_last(capsys):
         main(["claims", "--calibrate", "--draws", "0"])
     assert refused.value.code == 2
     assert capsys.readouterr().err.strip().startswith("error: reproduce claims: argument --draws")
+
+
+def test_smokes_decides_list_is_what_its_calibration_bounds():
+    """StudyDesign.decides is data from the calibration: smoke's list equals
+    ``decidable`` of `claims --calibrate --scale smoke --every-claim` on the shipped pins
+    (full's takes 2 minutes: the same command, RESULTS.md); and the rule itself."""
+    from optimal_sparsity.study.design import get_design
+
+    rates = cal.calibrate("smoke", draws=100, every_claim=True)
+    assert cal.decidable(rates) == get_design("smoke").decides
+    r = cal.Rates({REPRODUCED: 0.05, NOT_REPRODUCED: 0.11}, {REPRODUCED: 0.9})
+    ok = cal.Rates({REPRODUCED: 0.10, NOT_REPRODUCED: 0.0}, {REPRODUCED: 0.8})
+    weak = cal.Rates({REPRODUCED: 0.0, NOT_REPRODUCED: 0.0}, {REPRODUCED: 0.79})
+    assert cal.decidable({"a": r, "b": ok, "c": weak}) == ("b",)

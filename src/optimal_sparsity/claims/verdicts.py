@@ -91,8 +91,8 @@ def single(part: Part) -> Verdict:
     return claim_verdict([("", part)])
 
 
-NO_POWER = ("not decided at this scale (its design decides only the claims its one seed "
-            "has the power for: StudyDesign.decides)")
+NO_POWER = ("not decided at this scale (its design decides only the claims its calibration "
+            "bounds: StudyDesign.decides, from claims --calibrate --every-claim)")
 
 
 def undecided(v: Verdict, why: str = NO_POWER) -> Verdict:

@@ -113,12 +113,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(f"calibration at scale {args.scale}: {args.draws} synthetic studies per claim under "
           f"the null and under the claimed effect ({args.size:g} seed sds per sd of its "
           "covariate); rates of " + " / ".join(STATUSES))
-    rates = calibrate(args.scale, args.draws, args.size)
+    rates = calibrate(args.scale, args.draws, args.size, every_claim=args.every_claim)
     for cid, r in rates.items():
         def fmt(d: dict[str, float]) -> str:
             return " / ".join(f"{d[s]:.2f}" for s in STATUSES)
         print(f"{cid:36s} null {fmt(r.null)}   effect {fmt(r.effect)}")
     print(summary_line(rates))
+    if args.every_claim:
+        from optimal_sparsity.study.calibration import MAX_FALSE, MIN_POWER, decidable
+
+        print(f"decidable (false rates <= {MAX_FALSE:.2f}, power >= {MIN_POWER:.2f}): "
+              + (", ".join(decidable(rates)) or "none"))
     return 0
 
 
@@ -280,6 +285,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the README's claims table (expected outcomes from references/)")
     p.add_argument("--update-readme", action="store_true",
                    help="replace README.md's claims table with the current one")
+    p.add_argument("--every-claim", action="store_true",
+                   help="--calibrate as if the scale decided every claim (its decides list "
+                        "is what this shows it can decide)")
     p.add_argument("--calibrate", action="store_true",
                    help="verdict rates on synthetic studies from the design's own noise, under "
                         "the null and under each claim's effect")

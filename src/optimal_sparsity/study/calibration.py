@@ -361,9 +361,11 @@ class Rates:
 
 def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
               claims: tuple[str, ...] | None = None, seed: int = 0,
-              reference: dict | None = None) -> dict[str, Rates]:
+              reference: dict | None = None, every_claim: bool = False) -> dict[str, Rates]:
     """Per claim, the rate of each verdict under the null and under the claimed effect
-    (``reference``: the pin whose noise to use, ``NoiseModel.of_scale``)."""
+    (``reference``: the pin whose noise to use, ``NoiseModel.of_scale``). Verdicts are
+    reported as the pipeline reports them at this scale (its ``decides`` applied), or with
+    ``every_claim`` as if it decided every claim: what its ``decides`` should hold."""
     noise = NoiseModel.of_scale(scale, reference=reference)
     worlds = {"null": _plants(True), "effect": _plants(False)}
     out = {}
@@ -377,7 +379,7 @@ def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
             for w, plants in worlds.items():
                 counts = dict.fromkeys(STATUSES, 0)
                 rng = np.random.default_rng([seed, i, w == "null"])
-                decides = noise.design.decides
+                decides = None if every_claim else noise.design.decides
                 for _ in range(draws):
                     data = simulate(noise, plants[c.id], size, rng)
                     try:
@@ -392,6 +394,21 @@ def calibrate(scale: str = "full", draws: int = 100, size: float = DEFAULT_SIZE,
     finally:
         stats.B = old_b
     return out
+
+
+MAX_FALSE = 0.10  # a decided claim's false reproduced / not reproduced rate under the null
+MIN_POWER = 0.80  # ... and its reproduced rate under the claimed effect
+
+
+def decidable(rates: dict[str, Rates], max_false: float = MAX_FALSE,
+              min_power: float = MIN_POWER) -> tuple[str, ...]:
+    """The claims a scale decides (``StudyDesign.decides``), from its calibration as if it
+    decided every claim: a wrong verdict under the null at most ``max_false`` of the time
+    either way, and the claimed effect reproduced at least ``min_power`` of the time."""
+    return tuple(cid for cid, r in rates.items()
+                 if r.null[stats.REPRODUCED] <= max_false
+                 and r.null[stats.NOT_REPRODUCED] <= max_false
+                 and r.effect[stats.REPRODUCED] >= min_power)
 
 
 def summary_line(rates: dict[str, Rates]) -> str:

@@ -149,6 +149,19 @@ def _family(d: int, ks: tuple[int, ...], es: tuple[int, ...], **kw) -> list[Grid
     return [GridPoint(d, e, k, **kw) for k in ks for e in es if e >= k]
 
 
+# What each scale decides: the claims its calibration bounds (``study.calibration.decidable``:
+# false verdicts <= 10% either way under the null, power >= 80% at the default effect), from
+# `./reproduce claims --calibrate --scale S --every-claim` on the current pins (2026-12-04;
+# docs/verdicts.md). The rest are reported inconclusive with what they would read.
+SMOKE_DECIDES = ("C1.loss-vs-params", "C1.hellaswag-taskloss", "C1.gsm8k-taskloss-threshold",
+                 "C5.reasoning-small-active-sparser", "C6.ttc-raises-accuracy")
+FULL_DECIDES = ("C1.hellaswag-taskloss", "C1.gsm8k-taskloss-threshold",
+                "C2.memorization-monotone", "C5.reasoning-small-active-sparser",
+                "C5.reasoning-optimum-moves-dense", "C6.ttc-raises-accuracy",
+                "C6.grpo-raises-accuracy", "C7.reasoning-tpp-peak", "C7.tpp-optimum-near-20",
+                "C7.larger-k-better", "C10.grpo-either-set")
+
+
 def _designs() -> dict[str, StudyDesign]:
     tiny_corpus = CorpusConfig(
         train_tokens=48_000, val_tokens=8_000, vocab_size=320,
@@ -186,7 +199,7 @@ def _designs() -> dict[str, StudyDesign]:
         eval=EvalPlan(limit=200, sc_problems=40, sc_max_power=4, fewshot_limit=100,
                       grpo_overrides=grpo),
         posttrain_family=(64, 2), grpo_experts=(),
-        decides=("C6.ttc-raises-accuracy",), noise_from="full")
+        decides=SMOKE_DECIDES, noise_from="full")
     # full: k = 2 (E 2..16) and k = 4 (E 4..16) at d = 64, one budget of 12.5M tokens (TPP
     # on both sides of 20 inside each family), 8,192 people (probes (a) and (d): the dense
     # end is capacity-limited), seed 0 everywhere and seed 1 at both ends of each family.
@@ -197,7 +210,8 @@ def _designs() -> dict[str, StudyDesign]:
         anchor_seeds=(1,), train=dict(train_tokens=FULL_TOKENS, **recipe),
         eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,
                       grpo_overrides=grpo),
-        posttrain_family=(64, 2), grpo_experts=(2, 8, 16))  # 3 points: a curve after GRPO
+        posttrain_family=(64, 2), grpo_experts=(2, 8, 16),  # 3 points: a curve after GRPO
+        decides=FULL_DECIDES)
     return {d.scale: d for d in (tiny, smoke, full)}
 
 
