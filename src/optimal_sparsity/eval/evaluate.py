@@ -419,12 +419,18 @@ def _tier_paper_accuracy(job: _Job) -> list[Row]:
             records = [run_task(t, hf_dir, backend, d, limit=s.limit, batch_size=s.batch_size)
                        for t, d in runnable.items()]
         for r in records:
+            if "skipped" in r:
+                job.log(f"paper_accuracy: lm-eval tasks skipped ({r['task']}): {r['skipped']}")
+                blocked[r["skipped"]] = (r["task"],)
+                continue
             rows += job.rows(r["task"], r["metrics"], r["n"], "paper_accuracy",
                              stderr=r["stderr"],
                              extra={"backend": backend, "lm_eval": r["lm_eval"],
                                     "harness": s.paper_harness, "data": r["data"],
                                     "num_fewshot": pt.PAPER_TASKS[r["task"]].num_fewshot})
         rows += _evalplus_rows(job, hf_dir, backend)
+    if not rows:
+        raise TierSkipped("; ".join(blocked))
     return rows
 
 

@@ -29,7 +29,8 @@ def run_task(task: str, model_dir: str | Path, backend: str, data_dir: str | Non
              limit: int | None = None, batch_size: int | str = 8,
              samples: bool = False) -> dict[str, Any]:
     """One paper task with this interpreter's lm-eval -> its JSON record (with ``samples``:
-    also each item's prompt and its filtered responses, to compare two harnesses)."""
+    also each item's prompt and its filtered responses, to compare two harnesses). A task
+    whose data set (or metric) cannot be loaded here gives ``{"task", "skipped": why}``."""
     import yaml
 
     from optimal_sparsity.eval import lm_eval_run
@@ -44,6 +45,8 @@ def run_task(task: str, model_dir: str | Path, backend: str, data_dir: str | Non
             config = local_task_config(pt.PAPER_TASKS[task].stock_yaml, data_dir, task)
             Path(tmp, f"{task}.yaml").write_text(yaml.safe_dump(config))
             kwargs["task_manager"] = lm_eval_run.task_manager(tmp)
+        if why := _cannot_load(task, kwargs.get("task_manager")):
+            return {"task": task, "skipped": why, "lm_eval": harness_version()}
         out = lm_eval_run.run(quiet=False, **{**kwargs, "log_samples": samples})
     r = pt.parse_results(task, out)
     rec = {"task": task, "metrics": r.metrics, "stderr": r.stderr, "n": r.n,
@@ -54,6 +57,22 @@ def run_task(task: str, model_dir: str | Path, backend: str, data_dir: str | Non
                           for x in sorted(out["samples"][task],
                                           key=lambda x: (x["doc_id"], str(x.get("filter"))))]
     return rec
+
+
+def _cannot_load(task: str, manager: Any) -> str | None:
+    """Why lm-eval cannot build ``task`` here (its data set from the hub or the snapshot, its
+    metrics), or None. The task is built once more by ``simple_evaluate``, after the seeds
+    are set, exactly as lm-eval builds it; the data set is cached by then."""
+    import datasets
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    try:
+        get_task_dict([task], manager or TaskManager())
+    except (OSError, ValueError, KeyError, ImportError,
+            datasets.exceptions.DatasetsError) as err:
+        first = (str(err).splitlines() or [repr(err)])[0]
+        return f"lm-eval cannot load it here: {type(err).__name__}: {first}"
+    return None
 
 
 def harness_args(model_dir: str | Path, backend: str, tasks: dict[str, str | None], *,
