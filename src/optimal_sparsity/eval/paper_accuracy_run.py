@@ -15,6 +15,7 @@ environment of its ``PaperTask.harness`` (0.4.7, or 0.4.9 for the code tasks) th
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 import tempfile
@@ -45,7 +46,9 @@ def run_task(task: str, model_dir: str | Path, backend: str, data_dir: str | Non
             config = local_task_config(pt.PAPER_TASKS[task].stock_yaml, data_dir, task)
             Path(tmp, f"{task}.yaml").write_text(yaml.safe_dump(config))
             kwargs["task_manager"] = lm_eval_run.task_manager(tmp)
-        if why := _cannot_load(task, kwargs.get("task_manager")):
+        else:  # lm-eval's index of its stock tasks (what simple_evaluate makes), once
+            kwargs["task_manager"] = _stock_tasks()
+        if why := _cannot_load(task, kwargs["task_manager"]):
             return {"task": task, "skipped": why, "lm_eval": harness_version()}
         out = lm_eval_run.run(quiet=False, **{**kwargs, "log_samples": samples})
     r = pt.parse_results(task, out)
@@ -59,15 +62,22 @@ def run_task(task: str, model_dir: str | Path, backend: str, data_dir: str | Non
     return rec
 
 
+@functools.cache
+def _stock_tasks() -> Any:
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
 def _cannot_load(task: str, manager: Any) -> str | None:
     """Why lm-eval cannot build ``task`` here (its data set from the hub or the snapshot, its
     metrics), or None. The task is built once more by ``simple_evaluate``, after the seeds
     are set, exactly as lm-eval builds it; the data set is cached by then."""
     import datasets
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import get_task_dict
 
     try:
-        get_task_dict([task], manager or TaskManager())
+        get_task_dict([task], manager)
     except (OSError, ValueError, KeyError, ImportError,
             datasets.exceptions.DatasetsError) as err:
         first = (str(err).splitlines() or [repr(err)])[0]
