@@ -106,3 +106,24 @@ def test_the_settings_key_tells_the_harnesses_apart():
         EvalSettings(paper_task_data=("mmlu=/d",))
     gsm = EvalSettings(paper_gsm8k_data="/g", paper_task_data=("hellaswag=/h",))
     assert gsm.paper_data == {"hellaswag": "/h", "gsm8k": "/g"}
+
+
+def test_eval_cli_runs_the_pinned_harness_on_a_snapshot(gsm8k_dir, model_dir, tmp_path,
+                                                        monkeypatch, capsys):
+    """``./reproduce eval HF_DIR --paper-harness pinned --paper-data gsm8k=DIR``: the
+    project's lm-eval runs GSM8K in this process; its rows say so."""
+    from importlib.metadata import version
+
+    from optimal_sparsity.cli import main
+    from optimal_sparsity.results.table import read_rows
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "ds-cache"))
+    assert main(["eval", str(model_dir), "--tiers", "paper_accuracy", "--paper-backend", "hf",
+                 "--paper-harness", "pinned", "--paper-data", f"gsm8k={gsm8k_dir}",
+                 "--limit", "2", "--batch-size", "2", "--results", str(tmp_path / "t")]) == 0
+    rows = read_rows(tmp_path / "t")
+    assert {(r.task, r.metric) for r in rows} == {("gsm8k", "acc"), ("gsm8k", "acc_flexible")}
+    assert all(r.extra["lm_eval"] == version("lm_eval") != "0.4.7" for r in rows)
+    assert all(r.extra["settings"]["paper_harness"] == "pinned" for r in rows)
+    assert "gsm8k" in capsys.readouterr().out
