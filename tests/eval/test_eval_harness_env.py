@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from optimal_sparsity.eval.harness_env import (
     HARNESS_VERSION,
     REQUIREMENTS,
@@ -51,3 +53,71 @@ def test_the_shipped_pins_are_the_authors_harness():
                 if line and not line.startswith("#"))
     assert pins["lm_eval"] == HARNESS_VERSION == "0.4.7"
     assert pins["transformers"].startswith("4.")  # 0.4.7 does not import with 5.x
+
+
+def test_the_code_pins_are_the_closest_release_to_the_authors_commit():
+    from optimal_sparsity.eval.harness_env import (
+        CODE_HARNESS_VERSION,
+        CODE_REQUIREMENTS,
+        pinned_version,
+    )
+
+    def pins(path):
+        return dict(line.split("==") for line in path.read_text().splitlines()
+                    if line and not line.startswith("#"))
+
+    assert pinned_version(CODE_REQUIREMENTS) == CODE_HARNESS_VERSION == "0.4.9"
+    assert pinned_version(REQUIREMENTS) == HARNESS_VERSION
+    # the same packages beyond the project's environment, lm-eval's version aside
+    assert {**pins(CODE_REQUIREMENTS), "lm_eval": "-"} == {**pins(REQUIREMENTS), "lm_eval": "-"}
+    assert env_path(CODE_REQUIREMENTS).name.startswith("lm-eval-0.4.9-")
+
+
+_TASK_KEYS = """
+import inspect, json, sys, yaml, lm_eval
+from pathlib import Path
+from lm_eval import simple_evaluate
+from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
+from optimal_sparsity.hub.taskloss_inputs import harness_version
+class L(yaml.SafeLoader): pass
+L.add_multi_constructor("!", lambda loader, suffix, node: "!" + loader.construct_scalar(node))
+out = {}
+for name in sys.argv[1:]:
+    cfg = yaml.load((Path(lm_eval.__file__).parent / "tasks" / PAPER_TASKS[name].stock_yaml)
+                    .read_text(), Loader=L)
+    out[name] = {"task": cfg["task"], "filters": [f["name"] for f in cfg.get("filter_list", [])],
+                 "metrics": [m["metric"] for m in cfg["metric_list"]]}
+params = inspect.signature(simple_evaluate).parameters
+print(json.dumps({"version": harness_version(), "tasks": out,
+                  "unsafe": "confirm_run_unsafe_code" in params}))
+"""
+
+
+@pytest.mark.parametrize("code", [False, True], ids=["lm-eval-0.4.7", "lm-eval-0.4.9"])
+def test_each_paper_task_and_its_metric_keys_are_in_its_harness(code):
+    """Each task of ``paper_tasks`` has its stock YAML, its name and the metric and filter of
+    every results key in the harness that runs it (0.4.7 has no code tasks and no
+    ``confirm_run_unsafe_code``: 0.4.9 runs those)."""
+    import json
+
+    from optimal_sparsity.eval.harness_env import CODE_REQUIREMENTS, is_built
+    from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
+
+    req = CODE_REQUIREMENTS if code else REQUIREMENTS
+    if not is_built(req):
+        pytest.skip(f"the environment of {req.name} is not built here (first use builds it, "
+                    "from PyPI)")
+    tasks = [t for t, spec in PAPER_TASKS.items() if spec.harness == req]
+    assert {spec.runs_code for t, spec in PAPER_TASKS.items() if t in tasks} == {code}
+    res = run_in_harness(["-c", _TASK_KEYS, *tasks], requirements=req)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["version"] == ("0.4.9" if code else "0.4.7") and got["unsafe"] is code
+    for task in tasks:
+        cfg = got["tasks"][task]
+        assert cfg["task"] == task
+        for key in PAPER_TASKS[task].metrics.values():
+            metric, filt = key.split(",")
+            assert filt in (cfg["filters"] or ["none"]), (task, key)
+            assert metric in cfg["metrics"] or f"!utils.{metric}" in cfg["metrics"] or (
+                metric == "pass@1" and "!utils.pass_at_k" in cfg["metrics"]), (task, key, cfg)

@@ -37,7 +37,7 @@ def test_tasks_and_shots_are_the_papers():
         kw = pt.evaluate_kwargs(task, "/m", "hf", limit=3)
         assert kw["tasks"] == [task] and kw["num_fewshot"] == PAPER_SHOTS[task]
         assert kw["random_seed"] == kw["fewshot_random_seed"] == 42 and kw["limit"] == 3
-        assert kw["confirm_run_unsafe_code"] is spec.runs_code
+        assert kw.get("confirm_run_unsafe_code", False) is spec.runs_code
     assert stock("triviaqa")["dataset_name"] == "rc.nocontext"
     assert "Question:" in stock("gsm8k")["generation_kwargs"]["until"]
 

@@ -125,6 +125,13 @@ def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path
     rows = [json.loads(x) for p in parts.glob("*.jsonl") for x in p.read_text().splitlines()]
     sc = {(r["model"], r["metric"]) for r in rows if r["task"] == SC_TASK}
     assert {(m, "maj@4") for m in ("d32-E2-k2", "d32-E4-k2")} <= sc
+    from optimal_sparsity.eval.harness_env import is_built
+
+    if is_built():  # paper_accuracy: GSM8K in the authors' harness, from the pulled snapshot
+        acc = [r for r in rows if r["task"] == "gsm8k" and r["metric"] == "acc"]
+        assert {r["model"] for r in acc} == {"d32-E2-k2", "d32-E4-k2"}
+        assert all(r["extra"]["lm_eval"] == "0.4.7" and r["n"] == 2 for r in acc)
+        assert all(str(tmp_path / "cache") in r["extra"]["data"] for r in acc)
     verdicts = json.loads((tmp_path / "results" / "pull" / "fig6" / "verdicts.json").read_text())
     ttc = verdicts["C6.ttc-raises-accuracy"]
     assert ttc["status"] != "not testable" and "maj@4 - maj@1" in ttc["statistic"]

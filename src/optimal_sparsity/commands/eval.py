@@ -79,7 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tiers=tiers, limit=args.limit, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, train_sequences=args.train_sequences,
         val_sequences=args.val_sequences, backend=args.backend,
-        paper_backend=args.paper_backend, device=args.device, threads=args.threads,
+        paper_backend=args.paper_backend, paper_harness=args.paper_harness,
+        device=args.device, threads=args.threads,
         force=args.force, paper_sc_power=args.sc_power,
         paper_sc_max_new_tokens=args.sc_max_new_tokens,
         paper_gsm8k_data=str(args.gsm8k) if args.gsm8k else None).items() if v is not None}
@@ -91,6 +92,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         changes["paper_fewshot_shots" if pull else "fewshot_shots"] = tuple(args.shots)
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
+    if args.paper_data:
+        changes["paper_task_data"] = tuple(args.paper_data)
     settings = EvalSettings.smoke(**changes) if args.smoke else EvalSettings(**changes)
     statuses: list[TierStatus] = []
     rows = evaluate_checkpoint(ckpt, corpus, args.results, settings,
@@ -148,6 +151,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accuracy tier: this project's lm-eval adapter (default) or lm-eval's "
                         "hf backend on an exported copy")
     p.add_argument("--paper-backend", choices=["hf", "vllm"])
+    p.add_argument("--paper-harness", choices=["authors", "pinned"],
+                   help="paper_accuracy: the authors' harness, lm-eval 0.4.7 (0.4.9 for "
+                        "humaneval, mbpp) in environments of its own (default), or the "
+                        "project's pinned lm-eval")
+    p.add_argument("--paper-data", nargs="+", metavar="TASK=DIR",
+                   help="paper_accuracy: pulled snapshots of the lm-eval tasks' data sets "
+                        "(gsm8k, triviaqa, hellaswag, gsm_plus), read instead of the hub")
     p.add_argument("--gsm8k", type=Path, metavar="DIR",
                    help="paper_sc / paper_fewshot: a GSM8K snapshot (openai/gsm8k's layout, "
                         "e.g. pulled through checkpoints.lock)")

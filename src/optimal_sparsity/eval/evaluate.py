@@ -17,8 +17,11 @@ Tiers (``TIERS``, declared in ``tiers``):
 - ``paper_task_loss``: task loss on the authors' own inputs (GSM8K 4-shot, HumanEval+,
   MBPP+; tasks ``gsm8k``, ``humaneval``, ``mbpp``). Meaningful for released checkpoints; on
   a scaled-down model it only exercises the code path (rows say so in ``extra.note``).
-- ``paper_accuracy``: lm-eval's stock tasks in the paper's configuration (``paper_tasks``);
-  needs the hub's data, so it is skipped with the reason offline.
+- ``paper_accuracy``: lm-eval's stock tasks in the paper's configuration (``paper_tasks``),
+  by default in the authors' harness (lm-eval 0.4.7; 0.4.9 for HumanEval and MBPP; each in
+  its own environment, ``paper_accuracy_run``); a task reads the pulled snapshot of its data
+  set where pull mode pulled one, else the hub's data, so offline it is skipped with the
+  reason. Rows record the lm-eval version that ran them (``extra.lm_eval``).
 
 A checkpoint is either this project's (``checkpoint.py``; source "retrain") or a Hugging Face
 Mixtral directory such as a pulled release (source "pull"). Each (checkpoint, tier) is one
@@ -80,6 +83,8 @@ class EvalSettings:
     paper_inputs: tuple[str, ...] = ()  # paper_task_loss: built inputs, "FILE:SHA256"
     paper_inputs_dir: str | None = None  # where they are (taskloss_build.default_out_dir)
     paper_code_data: tuple[str, ...] = ()  # paper_accuracy: "TASK=DIR", HumanEval+ / MBPP+
+    paper_harness: str = "authors"  # paper_accuracy: "authors" (0.4.7/0.4.9) or "pinned" (ours)
+    paper_task_data: tuple[str, ...] = ()  # paper_accuracy: "TASK=DIR", pulled lm-eval data
     paper_gsm8k_data: str | None = None  # paper_sc / paper_fewshot: the pulled GSM8K snapshot
     paper_sc_power: int = 7  # paper_sc: 2^7 samples per problem (the paper's)
     paper_sc_max_new_tokens: int = 1024  # paper_sc (the paper's)
@@ -92,6 +97,18 @@ class EvalSettings:
     @property
     def paper_code_tasks(self) -> tuple[str, ...]:
         return tuple(sorted(item.split("=", 1)[0] for item in self.paper_code_data))
+
+    @property
+    def paper_data(self) -> dict[str, str]:
+        """{lm-eval paper task: its pulled snapshot} (GSM8K: else ``paper_gsm8k_data``)."""
+        data = dict(item.split("=", 1) for item in self.paper_task_data)
+        if self.paper_gsm8k_data and "gsm8k" not in data:
+            data["gsm8k"] = self.paper_gsm8k_data
+        return data
+
+    @property
+    def paper_data_tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(self.paper_data))
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tiers if t not in TIERS]
@@ -109,6 +126,16 @@ class EvalSettings:
             raise UserError(f"backend must be 'adapter' or 'hf' (got {self.backend!r})")
         if self.paper_backend not in (None, "hf", "vllm"):
             raise UserError(f"paper_backend must be 'hf' or 'vllm' (got {self.paper_backend!r})")
+        if self.paper_harness not in ("authors", "pinned"):
+            raise UserError("paper_harness must be 'authors' or 'pinned' "
+                            f"(got {self.paper_harness!r})")
+        from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
+
+        bad = [i for i in self.paper_task_data
+               if "=" not in i or i.split("=", 1)[0] not in PAPER_TASKS]
+        if bad:
+            raise UserError(f"paper_task_data: {', '.join(bad)}: expected TASK=DIR with TASK "
+                            f"one of {', '.join(PAPER_TASKS)}")
 
     @classmethod
     def smoke(cls, **changes: Any) -> EvalSettings:
@@ -125,7 +152,8 @@ class EvalSettings:
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
                 "knowledge_bits": (),  # every person and value, always
                 "paper_task_loss": ("limit", "paper_inputs"),
-                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks"),
+                "paper_accuracy": ("limit", "paper_backend", "paper_code_tasks",
+                                   "paper_harness", "paper_data_tasks"),
                 "paper_sc": ("limit", "paper_backend", "paper_sc_power",
                              "paper_sc_max_new_tokens"),
                 "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots"),
@@ -371,24 +399,61 @@ def _tier_paper_task_loss(job: _Job) -> list[Row]:
 def _tier_paper_accuracy(job: _Job) -> list[Row]:
     from optimal_sparsity.eval import paper_tasks as pt
 
-    backend = job.settings.paper_backend or pt.default_backend()
-    reason = pt.unavailable_reason(backend)  # type: ignore[arg-type]
-    if reason and not job.settings.paper_code_data:
-        raise TierSkipped(reason)
+    s = job.settings
+    backend = s.paper_backend or pt.default_backend()
+    data = s.paper_data
+    blocked = pt.blocked_tasks(backend, tuple(pt.PAPER_TASKS), tuple(data))  # type: ignore[arg-type]
+    if s.paper_harness == "authors":
+        blocked |= _harness_unbuilt(job, [t for t in pt.PAPER_TASKS
+                                          if not any(t in b for b in blocked.values())])
+    runnable = {t: data.get(t) for t in pt.PAPER_TASKS
+                if not any(t in b for b in blocked.values())}
+    if not runnable and not s.paper_code_data:
+        raise TierSkipped("; ".join(blocked))
     rows = []
     with _exported(job) as hf_dir:
-        if reason:
-            job.log(f"paper_accuracy: lm-eval tasks skipped: {reason}")
+        for why, tasks in blocked.items():
+            job.log(f"paper_accuracy: lm-eval tasks skipped ({', '.join(tasks)}): {why}")
+        if s.paper_harness == "authors":
+            from optimal_sparsity.eval.paper_accuracy_run import run_in_authors_harness
+
+            records = run_in_authors_harness(hf_dir, backend, runnable, limit=s.limit,
+                                             batch_size=s.batch_size, log=job.log)
         else:
-            for task in pt.PAPER_TASKS:
-                r = pt.run_paper_task(task, hf_dir, backend,  # type: ignore[arg-type]
-                                      limit=job.settings.limit,
-                                      batch_size=job.settings.batch_size)
-                rows += job.rows(task, r.metrics, r.n, "paper_accuracy", stderr=r.stderr,
-                                 extra={"backend": backend, "lm_eval": _lm_eval_version(),
-                                        "num_fewshot": pt.PAPER_TASKS[task].num_fewshot})
+            from optimal_sparsity.eval.paper_accuracy_run import run_task
+
+            records = [run_task(t, hf_dir, backend, d, limit=s.limit, batch_size=s.batch_size)
+                       for t, d in runnable.items()]
+        for r in records:
+            if "skipped" in r:
+                job.log(f"paper_accuracy: lm-eval tasks skipped ({r['task']}): {r['skipped']}")
+                blocked[r["skipped"]] = (r["task"],)
+                continue
+            rows += job.rows(r["task"], r["metrics"], r["n"], "paper_accuracy",
+                             stderr=r["stderr"],
+                             extra={"backend": backend, "lm_eval": r["lm_eval"],
+                                    "harness": s.paper_harness, "data": r["data"],
+                                    "num_fewshot": pt.PAPER_TASKS[r["task"]].num_fewshot})
         rows += _evalplus_rows(job, hf_dir, backend)
+    if not rows:
+        raise TierSkipped("; ".join(blocked))
     return rows
+
+
+def _harness_unbuilt(job: _Job, tasks: list[str]) -> dict[str, tuple[str, ...]]:
+    """{why: tasks} for the authors' harness environments that cannot be built here."""
+    from optimal_sparsity.eval.harness_env import harness_python, pinned_version
+    from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
+
+    out: dict[str, tuple[str, ...]] = {}
+    for req in dict.fromkeys(PAPER_TASKS[t].harness for t in tasks):
+        try:
+            harness_python(req, log=job.log)
+        except (UserError, OSError) as err:
+            out[f"the authors' harness (lm-eval {pinned_version(req)}) cannot be built here "
+                f"({err}); --paper-harness pinned runs the project's lm-eval"] = tuple(
+                t for t in tasks if PAPER_TASKS[t].harness == req)
+    return out
 
 
 def _lm_eval_version() -> str:

@@ -3,13 +3,19 @@
 docs/paper.md: lm-evaluation-harness, vLLM backend, max_length 4096, seed 42; TriviaQA
 (rc.nocontext) 4-shot, HellaSwag 4-shot, GSM8K 4-shot (strict-match and flexible-extract,
 greedy, stop at "Question:"), GSM-Plus 5-shot, HumanEval 0-shot and MBPP 3-shot (pass@1,
-greedy). The task names below are those of lm-eval 0.4.13 (the pinned version; the authors
-used harness commits 1044db9 and 82a9936). Here: the ``hf`` backend on a CPU, ``vllm`` on a
-GPU.
+greedy). Here: the ``hf`` backend on a CPU, ``vllm`` on a GPU.
 
-The data of these tasks lives on the Hugging Face hub. Offline (``HF_HUB_OFFLINE`` or
-``HF_DATASETS_OFFLINE`` set), and for vLLM without vLLM or a GPU, ``unavailable_reason``
-says why the run cannot happen; ``evaluate.py`` then skips the tier with that reason.
+Which harness runs them (``eval.paper_accuracy_run``): by default the authors', each task in
+the environment of its ``harness`` (``eval.harness_env``): lm-eval 0.4.7 (= their commit
+1044db9) for the four math and general tasks, 0.4.9 (the closest release to their 82a9936)
+for HumanEval and MBPP; or, ``pinned``, the project's lm-eval 0.4.13 in this process. The
+task names are the same in all three versions.
+
+The data of these tasks lives on the Hugging Face hub; a task whose data set pull mode has
+pulled (``TASK=DIR``) reads that snapshot instead, through its stock YAML with only
+``dataset_path`` changed. Offline (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` set) for a
+task without a snapshot, and for vLLM without vLLM or a GPU, ``unavailable_reason`` says why
+the run cannot happen; ``evaluate.py`` then skips those tasks with that reason.
 """
 
 from __future__ import annotations
@@ -31,21 +37,32 @@ PAPER_STEPS = 29_803  # the released checkpoints are the final step
 
 @dataclass(frozen=True)
 class PaperTask:
-    task: str  # lm-eval 0.4.13 task name (also the results-table task)
+    task: str  # lm-eval task name (also the results-table task)
     num_fewshot: int
     metrics: dict[str, str]  # results-table metric -> lm-eval result key
+    stock_yaml: str  # its task file, relative to lm_eval/tasks/
     runs_code: bool = False  # executes generated code: needs confirm_run_unsafe_code
+
+    @property
+    def harness(self) -> Path:
+        """The requirements of the authors' harness for this task (``eval.harness_env``)."""
+        from optimal_sparsity.eval import harness_env
+
+        return harness_env.CODE_REQUIREMENTS if self.runs_code else harness_env.REQUIREMENTS
 
 
 _GSM = {"acc": "exact_match,strict-match", "acc_flexible": "exact_match,flexible-extract"}
 PAPER_TASKS: dict[str, PaperTask] = {t.task: t for t in (
-    PaperTask("triviaqa", 4, {"acc": "exact_match,remove_whitespace"}),
-    PaperTask("hellaswag", 4, {"acc": "acc,none", "acc_norm": "acc_norm,none"}),
-    PaperTask("gsm8k", 4, _GSM),
-    PaperTask("gsm_plus", 5, _GSM),
-    PaperTask("humaneval", 0, {"pass@1": "pass@1,create_test"}, runs_code=True),
-    PaperTask("mbpp", 3, {"pass@1": "pass_at_1,none"}, runs_code=True),
+    PaperTask("triviaqa", 4, {"acc": "exact_match,remove_whitespace"}, "triviaqa/default.yaml"),
+    PaperTask("hellaswag", 4, {"acc": "acc,none", "acc_norm": "acc_norm,none"},
+              "hellaswag/hellaswag.yaml"),
+    PaperTask("gsm8k", 4, _GSM, "gsm8k/gsm8k.yaml"),
+    PaperTask("gsm_plus", 5, _GSM, "gsm_plus/gsm_plus.yaml"),
+    PaperTask("humaneval", 0, {"pass@1": "pass@1,create_test"}, "humaneval/humaneval.yaml",
+              runs_code=True),
+    PaperTask("mbpp", 3, {"pass@1": "pass_at_1,none"}, "mbpp/mbpp.yaml", runs_code=True),
 )}
+HARNESSES = ("authors", "pinned")  # EvalSettings.paper_harness
 
 
 def default_backend() -> Backend:
@@ -71,12 +88,13 @@ def model_args(model_dir: str | Path, backend: Backend) -> dict[str, Any]:
 
 def evaluate_kwargs(task: str, model_dir: str | Path, backend: Backend, *,
                     limit: int | None = None, batch_size: int | str = 8) -> dict[str, Any]:
-    """Keyword arguments of ``lm_eval.simple_evaluate`` for one paper task."""
+    """Keyword arguments of ``lm_eval.simple_evaluate`` for one paper task (lm-eval 0.4.7
+    has no ``confirm_run_unsafe_code``: it is passed for the code tasks only)."""
     t = PAPER_TASKS[task]
     return {"model": backend, "model_args": model_args(model_dir, backend), "tasks": [t.task],
             "num_fewshot": t.num_fewshot, "limit": limit, "batch_size": batch_size,
             "device": "cuda" if backend == "vllm" else "cpu", **SEEDS,
-            "confirm_run_unsafe_code": t.runs_code, "log_samples": False}
+            **({"confirm_run_unsafe_code": True} if t.runs_code else {}), "log_samples": False}
 
 
 def _flag(name: str) -> bool:
@@ -95,20 +113,31 @@ def backend_unavailable(backend: Backend) -> str | None:
     return None
 
 
-def unavailable_reason(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TASKS)
-                       ) -> str | None:
-    """Why the paper's accuracy evaluation cannot run here, or None."""
+def blocked_tasks(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TASKS),
+                  local: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """{why: the tasks it keeps from running here}; a task named nowhere can run. Tasks in
+    ``local`` read a pulled snapshot of their data set: being offline is no obstacle (but for
+    the code tasks, whose ``code_eval`` metric lm-eval loads from the hub)."""
     if reason := backend_unavailable(backend):
-        return reason
+        return {reason: tuple(tasks)}
+    out: dict[str, tuple[str, ...]] = {}
     offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if _flag(v)]
-    if offline:
-        return (f"the paper's evaluation data ({', '.join(tasks)}) is on the Hugging Face "
-                f"hub and this run is offline ({'=1, '.join(offline)}=1)")
-    code = [t for t in tasks if PAPER_TASKS[t].runs_code]
+    remote = tuple(t for t in tasks if t not in local or PAPER_TASKS[t].runs_code) \
+        if offline else ()
+    if remote:
+        out[f"the paper's evaluation data ({', '.join(remote)}) is on the Hugging Face hub and "
+            f"this run is offline ({'=1, '.join(offline)}=1)"] = remote
+    code = tuple(t for t in tasks if PAPER_TASKS[t].runs_code and t not in remote)
     if code and not _flag("HF_ALLOW_CODE_EVAL"):
-        return (f"{', '.join(code)} execute generated code: set HF_ALLOW_CODE_EVAL=1 (lm-eval's "
-                "code_eval metric) on a machine meant for it")
-    return None
+        out[f"{', '.join(code)} execute generated code: set HF_ALLOW_CODE_EVAL=1 (lm-eval's "
+            "code_eval metric) on a machine meant for it"] = code
+    return out
+
+
+def unavailable_reason(backend: Backend, tasks: tuple[str, ...] = tuple(PAPER_TASKS),
+                       local: tuple[str, ...] = ()) -> str | None:
+    """Why some of ``tasks`` cannot run here (the first reason), or None."""
+    return next(iter(blocked_tasks(backend, tasks, local)), None)
 
 
 @dataclass(frozen=True)
@@ -127,10 +156,3 @@ def parse_results(task: str, out: dict[str, Any]) -> PaperResult:
               if (se := lm_eval_run.stderr(res, key)) is not None}
     n = int(out.get("n-samples", {}).get(t.task, {}).get("effective", 0))
     return PaperResult(metrics, stderr, n)
-
-
-def run_paper_task(task: str, model_dir: str | Path, backend: Backend, *,
-                   limit: int | None = None, batch_size: int | str = 8) -> PaperResult:
-    out = lm_eval_run.run(quiet=False, **evaluate_kwargs(task, model_dir, backend, limit=limit,
-                                                         batch_size=batch_size))
-    return parse_results(task, out)

@@ -98,6 +98,24 @@ def prepare_gsm8k(lock, opts, log: Callable[[str], None] = print) -> str | None:
                            log)
 
 
+def prepare_task_data(lock, opts, log: Callable[[str], None] = print) -> tuple[str, ...]:
+    """``TASK=DIR`` of the data sets of the lm-eval paper tasks that run from a snapshot
+    (GSM8K, TriviaQA, HellaSwag, GSM-Plus; the lock's entries of the same names), pulled;
+    a task whose data set cannot be pulled reads the hub's (offline: skipped, with why)."""
+    from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
+    from optimal_sparsity.hub.pull import pull, pulled_dir
+
+    out = []
+    for task in (t for t, spec in PAPER_TASKS.items() if not spec.runs_code):
+        try:
+            pull(lock.find(task), opts.hub_cache, allow_unpinned=opts.allow_unpinned, log=log)
+            data = pulled_dir(task, lock, opts.hub_cache, allow_unpinned=opts.allow_unpinned)
+            out.append(f"{task}={data}")
+        except (UserError, OSError) as err:
+            log(f"{task} (paper_accuracy): its data set not pulled, the hub's is read: {err}")
+    return tuple(out)
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -139,6 +157,8 @@ def run_pull_figure(spec: FigureSpec, opts, out_dir: Path,
                             limit=opts.limit or None, batch_size=8, paper_inputs=inputs,
                             paper_inputs_dir=str(inputs_dir),
                             paper_code_data=prepare_code_data(lock, opts, log),
+                            paper_task_data=prepare_task_data(lock, opts, log)
+                            if "paper_accuracy" in tiers else (),
                             paper_gsm8k_data=prepare_gsm8k(lock, opts, log)
                             if GSM8K_TIERS & set(tiers) else None,
                             paper_math_data=prepare_dataset("math", "MATH (GRPO)", lock, opts,
