@@ -173,3 +173,18 @@ def test_undecided_claims_are_inconclusive_with_what_they_would_read(tmp_path):
     assert v.status == INCONCLUSIVE and "would read reproduced" in v.statistic
     assert v.details["undecided_status"] == REPRODUCED
     assert capped["C7.memorization-tpp"] == free["C7.memorization-tpp"]
+
+
+def test_verdicts_do_not_depend_on_the_order_rows_were_written():
+    """Evaluations finish in any order (the training pool evaluates runs as they finish):
+    the checkpoint points, and so Fig 4's verdicts, are the same for shuffled rows."""
+    from optimal_sparsity.claims.registry import CLAIMS, ClaimData
+    from optimal_sparsity.results.points import checkpoint_points
+
+    rows = world(peaked, monotone_mem, seeds=(0,), steps=(0.25, 0.5, 1.0))
+    shuffled = list(np.random.default_rng(3).permutation(np.array(rows, dtype=object)))
+    key = [(p.key, p.step, p.run) for p in checkpoint_points(rows)]
+    assert key == [(p.key, p.step, p.run) for p in checkpoint_points(shuffled)] == sorted(key)
+    for c in (c for c in CLAIMS if c.figure == "fig4"):
+        a, b = c.check(ClaimData(rows)), c.check(ClaimData(shuffled))
+        assert (a.status, a.statistic) == (b.status, b.statistic), c.id

@@ -161,9 +161,9 @@ def evaluate_in_worker(table: str, run) -> None:
 
 def test_evaluation_beside_training_equals_evaluation_after_it(sweep_home):
     """``after``: each run is evaluated in the training pool once it is trained (a run
-    trained before: at once), on one thread, and the values equal those of evaluating the
-    same checkpoints afterwards in this process on all its threads; trainings start
-    longest first."""
+    trained before: at once), in the pool's processes, and the values equal those of
+    evaluating the same checkpoints afterwards in this process on one thread (as the
+    study's designs evaluate); trainings start longest first."""
     from functools import partial
 
     from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
@@ -186,7 +186,7 @@ def test_evaluation_beside_training_equals_evaluation_after_it(sweep_home):
         evaluate_checkpoint(r.checkpoints()[-1][1], Path(r.config.corpus), here,
                             EvalSettings(tiers=EVAL_TIERS, limit=6, batch_size=6,
                                          max_new_tokens=16, train_sequences=8,
-                                         val_sequences=8))
+                                         val_sequences=8, threads=1))
 
     def values(table):
         return {(r.run, r.task, r.metric): r.value for r in read_rows(table)}

@@ -130,7 +130,9 @@ def final_points(rows: list[Row], source: str | None = None) -> list[Point]:
 
 
 def checkpoint_points(rows: list[Row], source: str | None = None) -> list[Point]:
-    """Every evaluated checkpoint (intermediate ones included), one point per (run, step)."""
+    """Every evaluated checkpoint (intermediate ones included), one point per (run, step),
+    in grid order (then step, then run): never in the order the rows were written, so a
+    verdict does not depend on which evaluations ran first."""
     out: dict[tuple[str, int], Point] = {}
     for r in rows:
         if source is not None and r.source != source:
@@ -142,7 +144,7 @@ def checkpoint_points(rows: list[Row], source: str | None = None) -> list[Point]
         se = _row_se(r)
         if math.isfinite(se):
             p.eval_se[(r.task, r.metric)] = se
-    return list(out.values())
+    return sorted(out.values(), key=lambda p: (p.key, p.step, p.run))
 
 
 def families(points: list[Point]) -> dict[tuple[int, int, int], list[Point]]:

@@ -38,7 +38,9 @@ class EvalPlan:
     grpo_overrides: tuple[tuple[str, Any], ...] = ()  # GRPOSettings fields, as pairs
     fewshot_shots: tuple[int, ...] = (0, 1, 2, 3)
     fewshot_limit: int = 200
-    threads: int = 0  # torch threads while evaluating (0: as the process has)
+    # torch threads while evaluating (0: as the process has). One, as in the training pool's
+    # evaluation, makes the numbers independent of the machine's cores and of --jobs.
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ class StudyDesign:
 
     def fingerprint(self) -> str:
         """What the pinned numbers depend on: corpus, grid, seeds, recipe, evaluation (not
-        which claims the design decides). A pin records it; a pin of another design is not
-        compared (``references.load_scaled``)."""
+        which claims the design decides, nor the evaluation's thread count, which moves a
+        value by float rounding only, inside every tolerance's floor). A pin records it; a
+        pin of another design is not compared (``references.load_scaled``)."""
         import dataclasses
         import hashlib
         import json
@@ -83,7 +86,8 @@ class StudyDesign:
         d = {"corpus": self.corpus.fingerprint(), "points": [p.label for p in self.points],
              "seeds": self.seeds, "anchors": [p.label for p in self.anchors],
              "anchor_seeds": self.anchor_seeds, "train": self.train,
-             "eval": dataclasses.asdict(self.eval), "fractions": self.intermediate_fractions,
+             "eval": {k: v for k, v in dataclasses.asdict(self.eval).items() if k != "threads"},
+             "fractions": self.intermediate_fractions,
              "posttrain": [self.posttrain_family, self.posttrain_seeds, self.grpo_experts]}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()
                               ).hexdigest()[:16]
@@ -197,7 +201,7 @@ def _designs() -> dict[str, StudyDesign]:
         points=tuple(_family(64, (2,), (2, 4, 8, 16))), seeds=(0,),
         train=dict(train_tokens=3_000_000, **recipe),
         eval=EvalPlan(limit=200, sc_problems=40, sc_max_power=4, fewshot_limit=100,
-                      grpo_overrides=grpo),
+                      grpo_overrides=grpo, threads=1),
         posttrain_family=(64, 2), grpo_experts=(),
         decides=SMOKE_DECIDES, noise_from="full")
     # full: k = 2 (E 2..16) and k = 4 (E 4..16) at d = 64, one budget of 12.5M tokens (TPP
@@ -209,7 +213,7 @@ def _designs() -> dict[str, StudyDesign]:
         points=tuple(k2 + k4), seeds=(0,), anchors=(k2[0], k2[-1], k4[0], k4[-1]),
         anchor_seeds=(1,), train=dict(train_tokens=FULL_TOKENS, **recipe),
         eval=EvalPlan(limit=300, sc_problems=60, sc_max_power=5, fewshot_limit=150,
-                      grpo_overrides=grpo),
+                      grpo_overrides=grpo, threads=1),
         posttrain_family=(64, 2), grpo_experts=(2, 8, 16),  # 3 points: a curve after GRPO
         decides=FULL_DECIDES)
     return {d.scale: d for d in (tiny, smoke, full)}

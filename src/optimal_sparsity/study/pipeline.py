@@ -142,9 +142,10 @@ def ensure_results(design: StudyDesign, spec: FigureSpec, table: Path, opts: Opt
 def evaluate_for_figures(scale: str, fig_ids: tuple[str, ...], table: str, run: PointRun
                          ) -> None:
     """Everything ``fig_ids`` evaluate on ``run``, on one thread (a worker of the training
-    pool: ``train_and_evaluate``). The per-figure pass after it finds every result cached.
-    The evaluations compute the same bits on one thread as on several (the tiny design's
-    138 values, every tier, in tests/test_launchers.py)."""
+    pool: ``train_and_evaluate``); the per-figure pass after it finds every result cached.
+    The study's designs evaluate on one thread wherever they run (``EvalPlan.threads``), so
+    the numbers do not depend on ``--jobs`` or the machine's cores (on more threads a loss
+    moves in its 8th digit: 9 of smoke's 272 values, measured)."""
     import torch
 
     from optimal_sparsity.study.evaluation import evaluate_run
