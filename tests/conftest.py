@@ -34,3 +34,21 @@ def tiny_train_config(tiny_corpus):
     return TrainConfig(model="s-d32-E4-k2", corpus=str(tiny_corpus), steps=12, seq_len=64,
                        micro_batch=4, lr=3e-3, eval_sequences=8, ckpt_interval=4,
                        keep_fractions=(0.5,), model_overrides={"n_layers": 2}, threads=2)
+
+
+@pytest.fixture(scope="session")
+def harness_env():
+    """``harness_env(requirements=None)``: the Python of an authors'-harness environment
+    (``eval.harness_env``), built on first use from PyPI; the test is skipped, saying why,
+    only where it cannot be built (no PyPI)."""
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.eval.harness_env import REQUIREMENTS, harness_python
+
+    def get(requirements=None):
+        req = requirements or REQUIREMENTS
+        try:
+            return harness_python(req, log=lambda _: None)
+        except (UserError, OSError) as err:
+            pytest.skip(f"the environment of {req.name} cannot be built here (needs PyPI): {err}")
+
+    return get

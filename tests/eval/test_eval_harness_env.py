@@ -94,19 +94,17 @@ print(json.dumps({"version": harness_version(), "tasks": out,
 
 
 @pytest.mark.parametrize("code", [False, True], ids=["lm-eval-0.4.7", "lm-eval-0.4.9"])
-def test_each_paper_task_and_its_metric_keys_are_in_its_harness(code):
+def test_each_paper_task_and_its_metric_keys_are_in_its_harness(code, harness_env):
     """Each task of ``paper_tasks`` has its stock YAML, its name and the metric and filter of
     every results key in the harness that runs it (0.4.7 has no code tasks and no
     ``confirm_run_unsafe_code``: 0.4.9 runs those)."""
     import json
 
-    from optimal_sparsity.eval.harness_env import CODE_REQUIREMENTS, is_built
+    from optimal_sparsity.eval.harness_env import CODE_REQUIREMENTS
     from optimal_sparsity.eval.paper_tasks import PAPER_TASKS
 
     req = CODE_REQUIREMENTS if code else REQUIREMENTS
-    if not is_built(req):
-        pytest.skip(f"the environment of {req.name} is not built here (first use builds it, "
-                    "from PyPI)")
+    harness_env(req)  # built on first use (skipped only without PyPI)
     tasks = [t for t, spec in PAPER_TASKS.items() if spec.harness == req]
     assert {spec.runs_code for t, spec in PAPER_TASKS.items() if t in tasks} == {code}
     res = run_in_harness(["-c", _TASK_KEYS, *tasks], requirements=req)
