@@ -79,6 +79,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OPTIMAL_SPARSITY_VENV=/opt/conda \
     OPTIMAL_SPARSITY_VLLM_PYTHON=/opt/vllm/bin/python \
+    OPTIMAL_SPARSITY_HARNESS_ENV=/opt/harness \
     HF_HUB_OFFLINE=${HF_HUB_OFFLINE} \
     HF_HUB_DISABLE_TELEMETRY=1
 WORKDIR /opt/optimal-sparsity
@@ -96,6 +97,7 @@ RUN apt-get update \
 COPY . .
 # uid 1000 becomes "repro" (a base on Ubuntu 24.04 would already have "ubuntu" there).
 RUN docker/install-gpu.sh project \
+ && chmod -R a+rX /opt/harness \
  && if getent passwd 1000 > /dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi \
  && useradd --create-home --uid 1000 --shell /bin/bash repro \
  && chown -R repro:repro /opt/optimal-sparsity
@@ -104,6 +106,7 @@ USER 1000:1000
 # Import smoke: every pinned component loads (no GPU needed), torch is still the base's.
 RUN python -c "import torch, megablocks, grouped_gemm, stk, transformers, lm_eval, trl, optimal_sparsity; assert torch.__version__.split('+')[0] == '2.7.0', torch.__version__" \
  && /opt/vllm/bin/python -c "import vllm, transformers, lm_eval.models.vllm_causallms; assert transformers.__version__ == '4.53.3'" \
+ && for py in /opt/harness/lm-eval-*/bin/python; do "$py" -c "import lm_eval"; done \
  && ./reproduce grid --csv > /dev/null \
  && command -v bwrap > /dev/null
 ENTRYPOINT ["/opt/optimal-sparsity/reproduce"]

@@ -2,7 +2,8 @@
 # The GPU environment, on top of the base image's Python and torch. The Dockerfile and
 # apptainer.def both run it.
 #   install-gpu.sh deps      MegaBlocks stack, the project's pinned dependencies, vLLM env
-#   install-gpu.sh project   the project itself (editable) and ./reproduce's install stamp
+#   install-gpu.sh project   the project itself (editable), ./reproduce's install stamp and
+#                            the authors' lm-eval harness environments
 # torch is never installed or replaced: every pip call is constrained to the base's torch,
 # and its version is checked after each step.
 set -euo pipefail
@@ -57,6 +58,12 @@ project() {
   prefix="$("$py" -c 'import sys; print(sys.prefix)')"
   stamp="$(cat "$src/pyproject.toml" "$src/requirements.lock" | sha256sum | cut -c1-16)"
   touch "$prefix/.installed-$stamp"
+  # The authors' harnesses (lm-eval 0.4.7 and 0.4.9, docker/requirements-harness*.txt), each
+  # in its own environment over this one, where eval/harness_env.py looks for them
+  # (OPTIMAL_SPARSITY_HARNESS_ENV); built here so pull mode needs no PyPI at run time.
+  "$py" -c 'from optimal_sparsity.eval.harness_env import CODE_REQUIREMENTS, REQUIREMENTS, harness_python
+for req in (REQUIREMENTS, CODE_REQUIREMENTS):
+    print(harness_python(req))'
 }
 
 case "${1:-}" in

@@ -288,3 +288,16 @@ def test_both_images_carry_bubblewrap():
     test = text.split("%test", 1)[1].split("\n%", 1)[0]
     assert "apt-get install -y --no-install-recommends bubblewrap" in post
     assert "command -v bwrap" in test
+
+
+def test_the_gpu_images_carry_the_authors_harnesses():
+    """Both GPU recipes build the lm-eval 0.4.7 and 0.4.9 environments at build time
+    (install-gpu.sh project) where eval/harness_env.py looks for them, and the Dockerfile's
+    import smoke loads lm_eval in each."""
+    script = (REPO / "docker" / "install-gpu.sh").read_text()
+    assert "harness_python(req)" in script and "CODE_REQUIREMENTS, REQUIREMENTS" in script
+    docker = (REPO / "Dockerfile").read_text().split("AS gpu", 1)[1]
+    assert "OPTIMAL_SPARSITY_HARNESS_ENV=/opt/harness" in docker
+    assert '/opt/harness/lm-eval-*/bin/python; do "$py" -c "import lm_eval"' in docker
+    post = (REPO / "apptainer.def").read_text().split("%post", 1)[1]
+    assert "OPTIMAL_SPARSITY_HARNESS_ENV=/opt/harness bash docker/install-gpu.sh project" in post
