@@ -18,13 +18,8 @@ from optimal_sparsity.testing.local_hub import write_model_repo
 
 
 @pytest.fixture(scope="module")
-def harness_047():
-    from optimal_sparsity.eval.harness_env import harness_python
-
-    try:
-        return harness_python(log=lambda _: None)
-    except (UserError, OSError) as err:
-        pytest.skip(f"the lm-eval 0.4.7 environment cannot be built here (needs PyPI): {err}")
+def harness_047(harness_env):
+    return harness_env()  # the lm-eval 0.4.7 environment (skipped only without PyPI)
 
 
 @pytest.fixture(scope="module")

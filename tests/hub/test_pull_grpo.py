@@ -146,17 +146,12 @@ def test_fig10_pull_mode_pulls_math_and_runs_both_sets(tiny_corpus, tmp_path):
     """`fig10 --mode pull`: the lock pins three tiny models, GSM8K and MATH on the local hub;
     pull mode pulls them, runs GRPO on each training set (cut to one step: TINY) and decides
     C10 from those rows (no claim lacks a tier)."""
-    import contextlib
-    import io
-
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from hub_helpers import run_pull_figure, tiny_released_models
 
-    from optimal_sparsity.cli import main
     from optimal_sparsity.hub.lock import Lock
-    from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry, model_entry
-    from optimal_sparsity.hub.update import update_lock
-    from optimal_sparsity.testing.local_hub import LocalHub, client_env
+    from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry
 
     specs = {s.name: s for s in DATASETS}
     root = tmp_path / "hub"
@@ -166,34 +161,15 @@ def test_fig10_pull_mode_pulls_math_and_runs_both_sets(tiny_corpus, tmp_path):
     math.mkdir(parents=True)
     pq.write_table(pa.table({k: [r[k] for r in MATH_ROWS] for k in ("problem", "solution")}),
                    math / "train-00000-of-00001.parquet")
-    entries = []
-    for e in (2, 4, 8):
-        name = f"d32-E{e}-k2"
-        cfg = scaled_config(32, e, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
-        repo = f"test-org/optimal-sparsity-math-{name}"
-        write_model_repo(root, repo, cfg, seed=e, tokenizer_dir=tiny_corpus / "tokenizer",
-                         chat_template=CHAT)
-        entries.append(model_entry(name, repo, cfg, family="math", source="test fixture"))
+    entries = tiny_released_models(root, tiny_corpus, (2, 4, 8), chat_template=CHAT)
     lock = Lock(models=tuple(entries), datasets=(dataset_entry(specs["gsm8k"]),
                                                  dataset_entry(specs["math"])))
-    names = [e.name for e in entries] + ["gsm8k", "math"]
-    with LocalHub(root) as endpoint, client_env(endpoint, tmp_path / "hf-home"):
-        report = update_lock(lock, names, endpoint=endpoint, token=False, log=lambda _: None)
-        assert set(report.resolved) == set(names), report.failed
-        lock_file = tmp_path / "test.lock"
-        lock_file.write_text(json.dumps(report.lock.to_dict(), indent=2))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["fig10", "--mode", "pull", "--lock", str(lock_file), "--hub-cache",
-                         str(tmp_path / "cache"), "--limit", "2",
-                         "--results", str(tmp_path / "results"),
-                         *[a for k, v in TINY for a in ("--grpo", f"{k}={v}")]])
-    assert code == 0, err.getvalue()
-    log = out.getvalue()
+    code, log, err, rows = run_pull_figure(
+        root, lock, [e.name for e in entries] + ["gsm8k", "math"], tmp_path,
+        ["fig10", "--limit", "2", *[a for k, v in TINY for a in ("--grpo", f"{k}={v}")]])
+    assert code == 0, err
     assert "tier in pull mode" not in log
     assert "MATH (GRPO): not pulled" not in log and "GSM8K (self-consistency" not in log
-    parts = tmp_path / "results" / "pull" / "table" / "parts"
-    rows = [json.loads(x) for p in parts.glob("*.jsonl") for x in p.read_text().splitlines()]
     for task in ("gsm8k_grpo", "math_grpo"):
         got = {r["model"] for r in rows if r["task"] == task and r["metric"] == "acc_after"}
         assert got == {e.name for e in entries}, task

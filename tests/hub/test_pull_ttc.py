@@ -80,62 +80,42 @@ def test_without_gsm8k_the_tiers_say_why(tiny_corpus, tmp_path):
     assert all("no GSM8K snapshot was pulled" in s.reason for s in statuses)
 
 
-def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path):
+def test_fig6_pull_mode_runs_self_consistency_from_the_hub(tiny_corpus, tmp_path, harness_env):
     """`fig6 --mode pull`: the lock pins two tiny models and GSM8K on the local hub; pull
     mode pulls them, samples self-consistency (cut to 2 problems, 4 samples of 16 tokens) and
     decides C6.ttc-raises-accuracy from those rows; GRPO (the authors' recipe, cut to one
-    step of tiny batches: test_pull_grpo.TINY) decides C6.grpo-raises-accuracy."""
-    import contextlib
-    import io
+    step of tiny batches: test_pull_grpo.TINY) decides C6.grpo-raises-accuracy;
+    paper_accuracy runs GSM8K in the authors' harness from the pulled snapshot."""
     import json
 
-    from optimal_sparsity.cli import main
-    from optimal_sparsity.hub.lock import Lock
-    from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry, model_entry
-    from optimal_sparsity.hub.update import update_lock
-    from optimal_sparsity.testing.local_hub import LocalHub, client_env
+    from hub_helpers import run_pull_figure, tiny_released_models
 
+    from optimal_sparsity.hub.lock import Lock
+    from optimal_sparsity.hub.skeleton import DATASETS, dataset_entry
+
+    harness_env()  # paper_accuracy's environment (built on first use; skipped without PyPI)
     gsm8k = next(s for s in DATASETS if s.name == "gsm8k")
     root = tmp_path / "hub"
     train, test = recover(load_authors_inputs("gsm8k"))
     write_repo(root / "datasets" / gsm8k.repo_id, train, test)
-    entries = []
-    for name, e in (("d32-E2-k2", 2), ("d32-E4-k2", 4)):
-        cfg = scaled_config(32, e, 2, n_layers=1, vocab_size=384, max_seq_len=1024)
-        repo = f"test-org/optimal-sparsity-math-{name}"
-        write_model_repo(root, repo, cfg, seed=e, tokenizer_dir=tiny_corpus / "tokenizer",
-                         chat_template=CHAT)
-        entries.append(model_entry(name, repo, cfg, family="math", source="test fixture"))
+    entries = tiny_released_models(root, tiny_corpus, (2, 4), chat_template=CHAT)
     lock = Lock(models=tuple(entries), datasets=(dataset_entry(gsm8k),))
-    names = [e.name for e in entries] + ["gsm8k"]
-    with LocalHub(root) as endpoint, client_env(endpoint, tmp_path / "hf-home"):
-        report = update_lock(lock, names, endpoint=endpoint, token=False, log=lambda _: None)
-        assert set(report.resolved) == set(names), report.failed
-        lock_file = tmp_path / "test.lock"
-        lock_file.write_text(json.dumps(report.lock.to_dict(), indent=2))
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["fig6", "--mode", "pull", "--lock", str(lock_file), "--hub-cache",
-                         str(tmp_path / "cache"), "--limit", "2", "--sc-power", "2",
-                         "--sc-max-new-tokens", "16", "--results", str(tmp_path / "results"),
-                         *[a for k, v in TINY for a in ("--grpo", f"{k}={v}")]])
-    assert code == 0, err.getvalue()
-    assert "not run" not in out.getvalue()
-    parts = tmp_path / "results" / "pull" / "table" / "parts"
-    rows = [json.loads(x) for p in parts.glob("*.jsonl") for x in p.read_text().splitlines()]
+    code, log, err, rows = run_pull_figure(
+        root, lock, [e.name for e in entries] + ["gsm8k"], tmp_path,
+        ["fig6", "--limit", "2", "--sc-power", "2", "--sc-max-new-tokens", "16",
+         *[a for k, v in TINY for a in ("--grpo", f"{k}={v}")]])
+    assert code == 0, err
+    assert "not run" not in log
     sc = {(r["model"], r["metric"]) for r in rows if r["task"] == SC_TASK}
     assert {(m, "maj@4") for m in ("d32-E2-k2", "d32-E4-k2")} <= sc
-    from optimal_sparsity.eval.harness_env import is_built
-
-    if is_built():  # paper_accuracy: GSM8K in the authors' harness, from the pulled snapshot
-        acc = [r for r in rows if r["task"] == "gsm8k" and r["metric"] == "acc"]
-        assert {r["model"] for r in acc} == {"d32-E2-k2", "d32-E4-k2"}
-        assert all(r["extra"]["lm_eval"] == "0.4.7" and r["n"] == 2 for r in acc)
-        assert all(str(tmp_path / "cache") in r["extra"]["data"] for r in acc)
+    acc = [r for r in rows if r["task"] == "gsm8k" and r["metric"] == "acc"]
+    assert {r["model"] for r in acc} == {"d32-E2-k2", "d32-E4-k2"}
+    assert all(r["extra"]["lm_eval"] == "0.4.7" and r["n"] == 2 for r in acc)
+    assert all(str(tmp_path / "cache") in r["extra"]["data"] for r in acc)
     verdicts = json.loads((tmp_path / "results" / "pull" / "fig6" / "verdicts.json").read_text())
     ttc = verdicts["C6.ttc-raises-accuracy"]
     assert ttc["status"] != "not testable" and "maj@4 - maj@1" in ttc["statistic"]
     grpo = {(r["model"], r["metric"]) for r in rows if r["task"] == "gsm8k_grpo"}
     assert {(m, "acc_after") for m in ("d32-E2-k2", "d32-E4-k2")} <= grpo
     assert verdicts["C6.grpo-raises-accuracy"]["status"] != "not testable"
-    assert "tier in pull mode" not in out.getvalue()  # every tier fig6 needs runs
+    assert "tier in pull mode" not in log  # every tier fig6 needs runs

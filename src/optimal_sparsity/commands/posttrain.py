@@ -25,7 +25,12 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_grpo(args: argparse.Namespace) -> int:
-    from optimal_sparsity.eval.grpo import get_preset, gsm8k_dataset, run_grpo
+    from optimal_sparsity.eval.grpo import (
+        get_preset,
+        gsm8k_dataset,
+        run_grpo,
+        unavailable_reason,
+    )
 
     settings = get_preset(args.preset)
     changes = {k: v for k, v in (("max_steps", args.steps), ("eval_n", args.eval_n),
@@ -33,12 +38,8 @@ def cmd_grpo(args: argparse.Namespace) -> int:
                                  ("per_device_batch", args.rollouts_per_step))
                if v is not None}
     settings = settings.replace(**changes)
-    if settings.use_vllm or not settings.use_cpu:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"GRPO preset {settings.name!r} needs a CUDA GPU with vLLM; "
-                            "use --preset cpu here")
+    if reason := unavailable_reason(settings):
+        raise UserError(f"{reason}; use --preset cpu here")
     rows = None
     if settings.prompts == "gsm8k":
         if args.gsm8k_train is None:

@@ -549,13 +549,13 @@ def _paper_grpo(job: _Job, train_set: str) -> list[Row]:
     after (``eval.paper_grpo``)."""
     from optimal_sparsity.eval import paper_grpo as pg
     from optimal_sparsity.eval import paper_tasks as pt
-    from optimal_sparsity.eval.grpo import get_preset
+    from optimal_sparsity.eval.grpo import get_preset, unavailable_reason
 
     s = job.settings
     tier = "paper_grpo" if train_set == "gsm8k" else "paper_grpo_math"
     settings = get_preset("paper").replace(prompts=train_set, **dict(s.paper_grpo_overrides))
     backend = s.paper_backend or pt.default_backend()
-    if reason := pt.backend_unavailable(backend) or pg.unavailable_reason(settings):  # type: ignore[arg-type]
+    if reason := pt.backend_unavailable(backend) or unavailable_reason(settings):  # type: ignore[arg-type]
         raise TierSkipped(reason)
     gsm8k = _paper_gsm8k(job, tier)
     if train_set == "gsm8k":
@@ -605,7 +605,8 @@ class TierStatus:
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` while inside (0: left as they are)."""
     old = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -643,7 +644,7 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
             check_corpus(ckpt, corpus)
     job = _Job(ckpt, corpus, settings, source, identity, log)
     out: list[Row] = []
-    with _threads(settings.threads):
+    with torch_threads(settings.threads):
         for tier in settings.tiers:
             name = part_name("eval", identity["run"], identity["model"], identity["step"],
                              source, tier)

@@ -200,6 +200,20 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise UserError(f"{text!r}: {name} takes a value of type {kind}") from None
 
 
+def unavailable_reason(settings: GRPOSettings) -> str | None:
+    """Why GRPO with ``settings`` cannot run here, or None."""
+    import importlib.util
+
+    import torch
+
+    if not settings.use_cpu and not torch.cuda.is_available():
+        return f"GRPO preset {settings.name!r} needs a CUDA GPU"
+    if settings.use_vllm and importlib.util.find_spec("vllm") is None:
+        return (f"GRPO preset {settings.name!r} samples its rollouts with vLLM inside trl "
+                "(use_vllm), and vLLM does not import in this environment")
+    return None
+
+
 def get_preset(name: str) -> GRPOSettings:
     if name not in GRPO_PRESETS:
         raise UserError(f"unknown GRPO preset {name!r}: one of {', '.join(GRPO_PRESETS)}")

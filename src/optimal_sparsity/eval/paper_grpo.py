@@ -147,20 +147,6 @@ class PaperGRPOResult:
     wall_s: float
 
 
-def unavailable_reason(settings) -> str | None:
-    """Why GRPO with ``settings`` cannot run here, or None."""
-    import importlib.util
-
-    import torch
-
-    if not settings.use_cpu and not torch.cuda.is_available():
-        return f"GRPO preset {settings.name!r} needs a CUDA GPU"
-    if settings.use_vllm and importlib.util.find_spec("vllm") is None:
-        return (f"GRPO preset {settings.name!r} samples its rollouts with vLLM inside trl "
-                "(5,120 sequences per batch), and vLLM does not import in this environment")
-    return None
-
-
 def run_paper_grpo(hf_dir: str | Path, rows: list[dict[str, Any]], gsm8k_dir: str | Path,
                    settings, *, backend: str, limit: int | None = None, batch_size: int = 8,
                    log: Callable[[str], None] = lambda _m: None) -> PaperGRPOResult:

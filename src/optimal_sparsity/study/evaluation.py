@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint
+from optimal_sparsity.eval.evaluate import EvalSettings, evaluate_checkpoint, torch_threads
 from optimal_sparsity.figures.spec import FigureSpec
 from optimal_sparsity.study.design import StudyDesign
 from optimal_sparsity.study.sweep import PointRun
@@ -45,16 +45,18 @@ def evaluate_run(run: PointRun, design: StudyDesign, spec: FigureSpec, table: Pa
         evaluate_checkpoint(final, corpus, table, _settings(
             design, ("fewshot",), limit=design.eval.fewshot_limit or None,
             fewshot_shots=design.eval.fewshot_shots), log=log)
-    if "sc" in spec.tiers:
-        from optimal_sparsity.eval.selfconsistency import SCSettings, self_consistency
+    with torch_threads(design.eval.threads):  # as evaluate_checkpoint's tiers
+        if "sc" in spec.tiers:
+            from optimal_sparsity.eval.selfconsistency import SCSettings, self_consistency
 
-        p = design.eval
-        self_consistency(final, corpus, SCSettings(
-            r_max=p.sc_max_power, n_problems=p.sc_problems, max_new_tokens=p.max_new_tokens,
-            seed=run.seed), results=table)
-    for tier, prompt_set in (("grpo", "gsm8k_proxy_train"), ("grpo2", "gsmplus_proxy_train")):
-        if tier in spec.tiers and design.gets_grpo(run.point):
-            _grpo(run, design, final, corpus, table, prompt_set, log)
+            p = design.eval
+            self_consistency(final, corpus, SCSettings(
+                r_max=p.sc_max_power, n_problems=p.sc_problems,
+                max_new_tokens=p.max_new_tokens, seed=run.seed), results=table)
+        for tier, prompt_set in (("grpo", "gsm8k_proxy_train"),
+                                 ("grpo2", "gsmplus_proxy_train")):
+            if tier in spec.tiers and design.gets_grpo(run.point):
+                _grpo(run, design, final, corpus, table, prompt_set, log)
 
 
 def _grpo(run: PointRun, design: StudyDesign, final: Path, corpus: Path, table: Path,

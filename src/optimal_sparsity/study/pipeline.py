@@ -108,11 +108,15 @@ def _tokens(run: PointRun) -> int:
 
 def plan_clock(design: StudyDesign, ids: list[str], log: Callable[[str], None]) -> StudyClock:
     """What ``run_figures`` will train (once per run) and evaluate (per run and figure)."""
-    specs = [get_figure(f) for f in ids]
-    specs = [s for s in specs if "code" not in s.tiers]
-    runs = {r.run_dir: r for s in specs for r in _runs_for(design, s)}
-    return StudyClock([r for r in runs.values() if not r.finished],
+    specs = [s for s in map(get_figure, ids) if "code" not in s.tiers]
+    return StudyClock([r for r in all_runs(design, ids) if not r.finished],
                       sum(len(_runs_for(design, s)) for s in specs), log)
+
+
+def all_runs(design: StudyDesign, ids: list[str]) -> list[PointRun]:
+    """Every run the figures ``ids`` train, once each (the code figure trains none)."""
+    specs = [s for s in map(get_figure, ids) if "code" not in s.tiers]
+    return list({r.run_dir: r for s in specs for r in _runs_for(design, s)}.values())
 
 
 def _runs_for(design: StudyDesign, spec: FigureSpec) -> list[PointRun]:
@@ -143,9 +147,9 @@ def evaluate_for_figures(scale: str, fig_ids: tuple[str, ...], table: str, run: 
                          ) -> None:
     """Everything ``fig_ids`` evaluate on ``run``, on one thread (a worker of the training
     pool: ``train_and_evaluate``); the per-figure pass after it finds every result cached.
-    The study's designs evaluate on one thread wherever they run (``EvalPlan.threads``), so
-    the numbers do not depend on ``--jobs`` or the machine's cores (on more threads a loss
-    moves in its 8th digit: 9 of smoke's 272 values, measured)."""
+    ``smoke`` and ``full`` evaluate on one thread wherever they run (``EvalPlan.threads``,
+    every tier of ``evaluate_run``), so the numbers do not depend on ``--jobs`` or the cores
+    (on two threads 9 of smoke's 272 values move in their 8th digit, measured)."""
     import torch
 
     from optimal_sparsity.study.evaluation import evaluate_run
@@ -167,9 +171,7 @@ def train_and_evaluate(design: StudyDesign, ids: list[str], opts: Options,
     evaluation to the per-figure pass."""
     from functools import partial
 
-    specs = [get_figure(f) for f in ids]
-    runs = list({r.run_dir: r for s in specs if "code" not in s.tiers
-                 for r in _runs_for(design, s)}.values())
+    runs = all_runs(design, ids)
     after = partial(evaluate_for_figures, design.scale, tuple(ids), str(mode_files(opts).table)
                     ) if opts.launcher == "local" else None
     train_all(runs, opts.launcher, progress=opts.progress, log=log, slurm=opts.slurm,
