@@ -1,13 +1,15 @@
 """The evaluation tiers, each declared once: whether it reads the proxy corpus its checkpoint
 was trained on, and whether it generates text.
 
-``eval.evaluate`` runs the checkpoint tiers (``TIERS``); the post-training tiers (``sc``,
-``grpo``, ``grpo2``) and ``code`` (the code models, released only) are named by figures
-(``figures.registry``) and run by ``study.evaluation`` and pull mode. A tier that generates
-wants a GPU at the released checkpoints' size (the paper's generation runs through vLLM); a
-figure wants one if any of its tiers does (``wants_gpu``). The scaled-down retrain runs every
-tier on a CPU. ``LM_EVAL_SEED`` is the paper's lm-eval seed, which every lm-eval call here
-uses (``eval.lm_eval_run``) and which rebuilds the authors' task-loss inputs.
+``eval.evaluate`` runs every checkpoint tier (``TIERS``), the post-training ones (``sc``,
+``grpo``, ``grpo2``) included: the figures (``figures.registry``), the study
+(``study.evaluation``), pull mode and ``./reproduce eval --tiers`` name the same tiers.
+``code`` (the code models, released only) is named by figures and run by pull mode. A
+tier that generates wants a GPU at the released checkpoints' size (the paper's generation
+runs through vLLM); a figure wants one if any of its tiers does (``wants_gpu``). The
+scaled-down retrain runs every tier on a CPU. ``LM_EVAL_SEED`` is the paper's lm-eval
+seed, which every lm-eval call here uses (``eval.lm_eval_run``) and which rebuilds the
+authors' task-loss inputs.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ ALL_TIERS: tuple[Tier, ...] = (
     Tier("paper_fewshot", reads_corpus=False, generates=True),  # GSM8K shot sweep (Fig 11)
     Tier("paper_grpo", reads_corpus=False, generates=True),  # GRPO on GSM8K train (Fig 6, 10)
     Tier("paper_grpo_math", reads_corpus=False, generates=True),  # GRPO on MATH train (Fig 10)
-    Tier("sc", reads_corpus=True, generates=True, checkpoint=False),
-    Tier("grpo", reads_corpus=True, generates=True, checkpoint=False),
-    Tier("grpo2", reads_corpus=True, generates=True, checkpoint=False),
+    Tier("sc", reads_corpus=True, generates=True),  # self-consistency on the proxy (Fig 6)
+    Tier("grpo", reads_corpus=True, generates=True),  # GRPO on the GSM8K-proxy prompts
+    Tier("grpo2", reads_corpus=True, generates=True),  # GRPO on the GSM-Plus-proxy prompts
     Tier("code", reads_corpus=False, generates=True, checkpoint=False),
 )
 TIERS_BY_NAME: dict[str, Tier] = {t.name: t for t in ALL_TIERS}

@@ -12,6 +12,7 @@ from optimal_sparsity.commands.args import (
     device_arg,
     grpo_override,
     positive_int,
+    seed_int,
     thread_count,
 )
 from optimal_sparsity.errors import UserError
@@ -80,16 +81,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, train_sequences=args.train_sequences,
         val_sequences=args.val_sequences, backend=args.backend,
         paper_backend=args.paper_backend, paper_harness=args.paper_harness,
-        device=args.device, threads=args.threads,
-        force=args.force, paper_sc_power=args.sc_power,
-        paper_sc_max_new_tokens=args.sc_max_new_tokens,
+        device=args.device, threads=args.threads, force=args.force, seed=args.seed,
+        sc_problems=args.sc_problems, grpo_preset=args.grpo_preset,
         paper_gsm8k_data=str(args.gsm8k) if args.gsm8k else None).items() if v is not None}
+    # One option each for the proxy tier and its paper tier (sc / paper_sc, grpo /
+    # paper_grpo, fewshot / paper_fewshot): which one a checkpoint gets decides.
+    paper = "paper_" if pull else ""
+    if args.sc_power is not None:
+        changes["paper_sc_power" if pull else "sc_max_power"] = args.sc_power
+    if args.sc_max_new_tokens is not None:
+        changes[f"{paper}sc_max_new_tokens"] = args.sc_max_new_tokens
     if args.grpo:
-        changes["paper_grpo_overrides"] = tuple(args.grpo)
+        changes[f"{paper}grpo_overrides"] = tuple(args.grpo)
     if args.math:
         changes["paper_math_data"] = str(args.math)
     if args.shots:
-        changes["paper_fewshot_shots" if pull else "fewshot_shots"] = tuple(args.shots)
+        changes[f"{paper}fewshot_shots"] = tuple(args.shots)
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
     if args.paper_data:
@@ -165,12 +172,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="paper_grpo_math: a MATH snapshot (its train split; e.g. pulled "
                         "through checkpoints.lock)")
     p.add_argument("--grpo", type=grpo_override, action="append", metavar="FIELD=VALUE",
-                   help="paper_grpo / paper_grpo_math: change one of the authors' GRPO "
-                        "settings (eval/grpo.py, preset 'paper'); repeatable")
+                   help="grpo / grpo2: change one of the preset's GRPO settings; paper_grpo / "
+                        "paper_grpo_math: one of the authors' (eval/grpo.py, preset "
+                        "'paper'); repeatable")
+    p.add_argument("--grpo-preset", choices=["cpu", "paper"],
+                   help="grpo / grpo2: the GRPO preset (default cpu: minutes on 2 cores)")
+    p.add_argument("--seed", type=seed_int,
+                   help="sc / grpo / grpo2: the sampling and training seed (default 0)")
     p.add_argument("--sc-power", type=bounded_int(0, 12),
-                   help="paper_sc: 2^N samples per problem (default 7, the paper's)")
+                   help="sc / paper_sc: 2^N samples per problem (default 7, the paper's)")
+    p.add_argument("--sc-problems", type=positive_int,
+                   help="sc: the first N held-out proxy problems (default 100)")
     p.add_argument("--sc-max-new-tokens", type=positive_int,
-                   help="paper_sc: new tokens per sample (default 1024, the paper's)")
+                   help="sc / paper_sc: new tokens per sample (default: sc --max-new-tokens, "
+                        "else 64; paper_sc 1024, the paper's)")
     p.add_argument("--shots", type=bounded_int(0, 64), nargs="+", metavar="N",
                    help="fewshot / paper_fewshot: the shot counts of the sweep")
     p.add_argument("--device", type=device_arg, help="cpu (default) or cuda")

@@ -22,6 +22,12 @@ Tiers (``TIERS``, declared in ``tiers``):
   its own environment, ``paper_accuracy_run``); a task reads the pulled snapshot of its data
   set where pull mode pulled one, else the hub's data, so offline it is skipped with the
   reason. Rows record the lm-eval version that ran them (``extra.lm_eval``).
+- ``sc``: self-consistency on the reasoning proxy (``selfconsistency``; task
+  ``gsm8k_proxy_sc``, metrics ``maj@N`` and ``cov@N``), settings ``sc_settings()``.
+- ``grpo`` / ``grpo2``: GRPO (trl) on the GSM8K-proxy / GSM-Plus-proxy training prompts,
+  greedy accuracy and sampled reward before and after (``grpo``; tasks
+  ``gsm8k_proxy_grpo`` and ``gsm8k_proxy_grpo_plus``), settings ``grpo_settings()``; the
+  tuned checkpoint goes under ``grpo_dir``.
 
 A checkpoint is either this project's (``checkpoint.py``; source "retrain") or a Hugging Face
 Mixtral directory such as a pulled release (source "pull"). Each (checkpoint, tier) is one
@@ -48,15 +54,14 @@ from optimal_sparsity.checkpoint import check_corpus
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.eval.lm_eval_tasks import PROXY_TASKS
 from optimal_sparsity.eval.paper_ttc import FEWSHOT_SHOTS
-from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
-from optimal_sparsity.results.table import (
-    Row,
-    cached_part,
-    part_name,
-    settings_key,
-    write_part,
+from optimal_sparsity.eval.rows import (
+    checkpoint_identity,
+    eval_part,
+    make_rows,
+    write_eval_part,
 )
+from optimal_sparsity.hf_export import is_hf_model_dir as is_hf_dir
+from optimal_sparsity.results.table import Row, cached_part, settings_key
 from optimal_sparsity.tiers import CORPUS_TIERS, DEFAULT_TIERS, TIERS
 
 SCALED_DOWN_NOTE = ("authors' inputs on a scaled-down model: exercises the code path, "
@@ -93,6 +98,30 @@ class EvalSettings:
     # paper_grpo / paper_grpo_math: changes to the authors' GRPO settings (eval.grpo's
     # "paper" preset), as (field, value) pairs; () runs theirs
     paper_grpo_overrides: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0  # sc / grpo / grpo2: the sampling (and GRPO training) seed
+    sc_max_power: int = 7  # sc: N = 1, 2, ..., 2^r samples per problem
+    sc_problems: int = 100  # sc: the first N held-out reasoning-proxy problems
+    sc_max_new_tokens: int | None = None  # sc (None: max_new_tokens, else SCSettings')
+    grpo_preset: str = "cpu"  # grpo / grpo2: eval.grpo's preset
+    grpo_overrides: tuple[tuple[str, Any], ...] = ()  # grpo / grpo2: changes to the preset
+    # grpo / grpo2: where the tuned checkpoints go, one directory per prompt set and
+    # settings (None: ``grpo/<run>-<step>/`` beside the results table's parts)
+    grpo_dir: str | None = None
+
+    def sc_settings(self):
+        """The ``sc`` tier's settings (``eval.selfconsistency.SCSettings``)."""
+        from optimal_sparsity.eval.selfconsistency import SCSettings
+
+        tokens = self.sc_max_new_tokens or self.max_new_tokens
+        return SCSettings(r_max=self.sc_max_power, n_problems=self.sc_problems,
+                          seed=self.seed, **({"max_new_tokens": tokens} if tokens else {}))
+
+    def grpo_settings(self):
+        """The ``grpo`` / ``grpo2`` tiers' settings (``eval.grpo.GRPOSettings``)."""
+        from optimal_sparsity.eval.grpo import get_preset
+
+        return get_preset(self.grpo_preset).replace(seed=self.seed,
+                                                    **dict(self.grpo_overrides))
 
     @property
     def paper_code_tasks(self) -> tuple[str, ...]:
@@ -136,6 +165,10 @@ class EvalSettings:
         if bad:
             raise UserError(f"paper_task_data: {', '.join(bad)}: expected TASK=DIR with TASK "
                             f"one of {', '.join(PAPER_TASKS)}")
+        if "sc" in self.tiers:
+            self.sc_settings()  # a bad value says so now, not after the other tiers ran
+        if {"grpo", "grpo2"} & set(self.tiers):
+            self.grpo_settings()
 
     @classmethod
     def smoke(cls, **changes: Any) -> EvalSettings:
@@ -146,7 +179,7 @@ class EvalSettings:
 
     def tier_key(self, tier: str) -> dict[str, Any]:
         """The settings that change a tier's numbers (stored with its rows: the cache key)."""
-        keys = {"pretrain": ("train_sequences", "val_sequences"),
+        keys: tuple[str, ...] | None = {"pretrain": ("train_sequences", "val_sequences"),
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
@@ -158,7 +191,12 @@ class EvalSettings:
                              "paper_sc_max_new_tokens"),
                 "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots"),
                 "paper_grpo": ("limit", "paper_backend", "paper_grpo_overrides"),
-                "paper_grpo_math": ("limit", "paper_backend", "paper_grpo_overrides")}[tier]
+                "paper_grpo_math": ("limit", "paper_backend", "paper_grpo_overrides"),
+                "sc": None, "grpo": None, "grpo2": None}[tier]
+        if tier == "sc":  # the post-training tiers' own settings, whole
+            return settings_key(self.sc_settings().to_dict())
+        if keys is None:
+            return settings_key(self.grpo_settings().to_dict())
         return settings_key({k: getattr(self, k) for k in keys})
 
 
@@ -205,6 +243,7 @@ class _Job:
     source: str  # "retrain" | "pull"
     identity: dict[str, Any]
     log: Callable[[str], None]
+    root: Path  # the results table
     _loaded: tuple[Any, Any, Any] | None = field(default=None, repr=False)
 
     def load(self) -> tuple[torch.nn.Module, Any, Any]:
@@ -584,12 +623,61 @@ def _tier_paper_grpo_math(job: _Job) -> list[Row]:
     return _paper_grpo(job, "math")
 
 
+def _retrain_only(job: _Job, tier: str, pull_tier: str) -> Path:
+    """The proxy corpus of a retrained checkpoint's post-training tier."""
+    if job.source == "pull":
+        raise TierSkipped(f"{tier} runs on the proxy tasks of a retrained model; a released "
+                          f"checkpoint gets {pull_tier}")
+    return job.need_corpus(tier)
+
+
+def _tier_sc(job: _Job) -> list[Row]:
+    from optimal_sparsity.eval.selfconsistency import TASK, self_consistency
+
+    corpus = _retrain_only(job, "sc", "paper_sc")
+    res = self_consistency(job.ckpt, corpus, job.settings.sc_settings())
+    return job.rows(TASK, res.metrics, res.n, "sc", extra={"wall_s": round(res.wall_s, 1)})
+
+
+def _grpo_tier(job: _Job, tier: str) -> list[Row]:
+    from optimal_sparsity.eval.grpo import (
+        PROMPT_SETS,
+        TIER_PROMPT_SETS,
+        row_extra,
+        run_grpo,
+        unavailable_reason,
+    )
+    from optimal_sparsity.tiers import PULL_TIER_FOR
+
+    corpus = _retrain_only(job, tier, PULL_TIER_FOR[tier])
+    settings = job.settings.grpo_settings()
+    if reason := unavailable_reason(settings):
+        raise TierSkipped(reason)
+    prompt_set = TIER_PROMPT_SETS[tier]
+    key = json.dumps([prompt_set, settings.to_dict()], sort_keys=True)
+    base = (Path(job.settings.grpo_dir) if job.settings.grpo_dir else
+            job.root / "grpo" / f"{job.identity['run']}-{job.identity['step']}")
+    r = run_grpo(job.ckpt, corpus, base / hashlib.sha256(key.encode()).hexdigest()[:12],
+                 settings, log=job.log, prompt_set=prompt_set)
+    return job.rows(PROMPT_SETS[prompt_set], r.metrics(), r.before.n, tier,
+                    extra=row_extra(r))
+
+
+def _tier_grpo(job: _Job) -> list[Row]:
+    return _grpo_tier(job, "grpo")
+
+
+def _tier_grpo2(job: _Job) -> list[Row]:
+    return _grpo_tier(job, "grpo2")
+
+
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
     "pretrain": _tier_pretrain, "task_loss": _tier_task_loss, "accuracy": _tier_accuracy,
     "fewshot": _tier_fewshot, "knowledge_bits": _tier_knowledge_bits,
     "paper_task_loss": _tier_paper_task_loss, "paper_accuracy": _tier_paper_accuracy,
     "paper_sc": _tier_paper_sc, "paper_fewshot": _tier_paper_fewshot,
     "paper_grpo": _tier_paper_grpo, "paper_grpo_math": _tier_paper_grpo_math,
+    "sc": _tier_sc, "grpo": _tier_grpo, "grpo2": _tier_grpo2,
 }
 
 
@@ -642,12 +730,11 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
         source, identity = "retrain", checkpoint_identity(ckpt)
         if corpus is not None and CORPUS_TIERS & set(settings.tiers):
             check_corpus(ckpt, corpus)
-    job = _Job(ckpt, corpus, settings, source, identity, log)
+    job = _Job(ckpt, corpus, settings, source, identity, log, root)
     out: list[Row] = []
     with torch_threads(settings.threads):
         for tier in settings.tiers:
-            name = part_name("eval", identity["run"], identity["model"], identity["step"],
-                             source, tier)
+            name = eval_part(identity, source, tier)
             cached = None if settings.force else cached_part(root, name,
                                                              settings.tier_key(tier))
             if cached is not None:
@@ -664,7 +751,7 @@ def evaluate_checkpoint(ckpt: str | Path, corpus: str | Path | None,
                 if statuses is not None:
                     statuses.append(TierStatus(tier, "skipped", 0, reason=str(why)))
                 continue
-            write_part(root, name, rows)
+            write_eval_part(root, identity, source, tier, rows)
             dt = time.perf_counter() - t0
             log(f"{tier}: {len(rows)} rows in {dt:.1f} s")
             if statuses is not None:

@@ -258,6 +258,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 PROMPT_SETS = {"gsm8k_proxy_train": TASK, "gsmplus_proxy_train": TASK + "_plus"}
+# The evaluation tier (``tiers``) that runs GRPO on each prompt set (Fig 10's two).
+TIER_PROMPT_SETS = {"grpo": "gsm8k_proxy_train", "grpo2": "gsmplus_proxy_train"}
 
 
 def proxy_train_prompts(corpus: str | Path, n: int | None = None,
@@ -475,34 +477,37 @@ def _write_summary(out: Path, checkpoint: Path, r: GRPOResult) -> None:
         "log_history": r.log_history})
 
 
-def grpo_part(checkpoint: str | Path, task: str = TASK) -> str:
-    """The results part of GRPO from ``checkpoint`` on the prompt set of ``task``: one per
-    question, whatever the settings (they live in its rows)."""
-    from optimal_sparsity.eval.rows import checkpoint_identity
-    from optimal_sparsity.results.table import part_name
+def tier_for_task(task: str) -> str:
+    """The tier whose rows land in results task ``task`` (``grpo`` or ``grpo2``)."""
+    return next(t for t, ps in TIER_PROMPT_SETS.items() if PROMPT_SETS[ps] == task)
+
+
+def row_extra(r: GRPOResult) -> dict[str, Any]:
+    """What a GRPO row records beside its tier and settings."""
+    return {"wall_s": round(r.wall_s, 1), "train_reward_first": r.train_reward_first,
+            "train_reward_last": r.train_reward_last}
+
+
+def write_grpo_rows(results: str | Path, checkpoint: str | Path, r: GRPOResult,
+                    task: str = TASK) -> Path:
+    """Write (or replace) the part of this GRPO run, the part its tier (``grpo`` or
+    ``grpo2``) of ``eval.evaluate`` reads and writes: rows from older settings never stay
+    beside the new ones."""
+    from optimal_sparsity.eval.rows import checkpoint_identity, make_rows, write_eval_part
 
     ident = checkpoint_identity(checkpoint)
-    return part_name(ident["run"], ident["step"], task)
+    tier = tier_for_task(task)
+    rows = make_rows(ident, task, r.metrics(), n=r.before.n,
+                     extra={"tier": tier, "settings": r.settings.to_dict(),
+                            "checkpoint": str(checkpoint), **row_extra(r)})
+    return write_eval_part(results, ident, "retrain", tier, rows)
 
 
 def cached_grpo(results: str | Path, checkpoint: str | Path, settings: GRPOSettings,
                 task: str = TASK) -> bool:
     """True if the table holds this GRPO run's rows, made with these settings."""
+    from optimal_sparsity.eval.rows import checkpoint_identity, eval_part
     from optimal_sparsity.results.table import cached_part
 
-    return cached_part(results, grpo_part(checkpoint, task), settings.to_dict()) is not None
-
-
-def write_grpo_rows(results: str | Path, checkpoint: str | Path, r: GRPOResult,
-                    task: str = TASK) -> Path:
-    """Write (or replace) the part of this GRPO run: rows from older settings never stay
-    beside the new ones."""
-    from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-    from optimal_sparsity.results.table import write_part
-
-    ident = checkpoint_identity(checkpoint)
-    rows = make_rows(ident, task, r.metrics(), n=r.before.n,
-                     extra={"settings": r.settings.to_dict(), "wall_s": round(r.wall_s, 1),
-                            "train_reward_first": r.train_reward_first,
-                            "train_reward_last": r.train_reward_last})
-    return write_part(results, grpo_part(checkpoint, task), rows)
+    part = eval_part(checkpoint_identity(checkpoint), "retrain", tier_for_task(task))
+    return cached_part(results, part, settings.to_dict()) is not None

@@ -11,7 +11,7 @@ from optimal_sparsity.accounting import count_params
 from optimal_sparsity.checkpoint import read_config
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.provenance import provenance
-from optimal_sparsity.results.table import Row
+from optimal_sparsity.results.table import Row, part_name, remove_part, write_part
 
 
 def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
@@ -47,3 +47,25 @@ def make_rows(identity: dict[str, Any], task: str, metrics: dict[str, float], n:
                 hardware=str(prov["hardware"]), time=str(prov["time"]),
                 versions=dict(prov["versions"]), extra=dict(extra or {}), **identity)
             for m, v in metrics.items()]
+
+
+def eval_part(identity: dict[str, Any], source: str, tier: str) -> str:
+    """The results part of one checkpoint's tier: one name convention for every tier
+    (``eval.evaluate``'s driver, and the ``selfconsistency`` and ``grpo`` commands)."""
+    return part_name("eval", identity["run"], identity["model"], identity["step"], source, tier)
+
+
+
+# Tiers whose rows a table written before they joined the driver holds in a part per
+# (run, step, task): that part goes when the tier's own part is written.
+_FORMERLY_PER_TASK = frozenset({"sc", "grpo", "grpo2"})
+
+
+def write_eval_part(root: str | Path, identity: dict[str, Any], source: str, tier: str,
+                    rows: list[Row]) -> Path:
+    """Write (or replace) the part of one checkpoint's tier (``eval_part``)."""
+    path = write_part(root, eval_part(identity, source, tier), rows)
+    if tier in _FORMERLY_PER_TASK:
+        for task in {r.task for r in rows}:
+            remove_part(root, part_name(identity["run"], identity["step"], task))
+    return path

@@ -11,9 +11,9 @@ N = 1, 2, 4, ..., 2^r_max, over the *first* N samples:
 
 Samples for one problem are drawn in one seeded call (seed = settings.seed + problem
 index), so a result does not depend on which other problems ran. Rows go to the
-results table (task ``gsm8k_proxy_sc``), one part per checkpoint, with the settings in
-every row: a part made with the same settings is the cache, one made with other
-settings is replaced.
+results table (task ``gsm8k_proxy_sc``) in the part of the checkpoint's ``sc`` tier
+(``eval.evaluate`` runs this as that tier), with the settings in every row: a part made
+with the same settings is the cache, one made with other settings is replaced.
 """
 
 from __future__ import annotations
@@ -136,14 +136,19 @@ def self_consistency(checkpoint: str | Path, corpus: str | Path,
     import tempfile
 
     from optimal_sparsity.checkpoint import check_corpus, verify_checkpoint
-    from optimal_sparsity.eval.rows import checkpoint_identity, make_rows
-    from optimal_sparsity.results.table import cached_part, part_name, write_part
+    from optimal_sparsity.eval.rows import (
+        checkpoint_identity,
+        eval_part,
+        make_rows,
+        write_eval_part,
+    )
+    from optimal_sparsity.results.table import cached_part
 
     settings = settings or SCSettings()
     verify_checkpoint(checkpoint)
     check_corpus(Path(checkpoint), Path(corpus))  # as eval does: same tokenizer or refuse
     ident = checkpoint_identity(checkpoint)
-    part = part_name(ident["run"], ident["step"], TASK)
+    part = eval_part(ident, "retrain", "sc")  # the part of eval.evaluate's sc tier
     rows = None if results is None or force else cached_part(results, part,
                                                              settings.to_dict())
     if rows:
@@ -165,7 +170,8 @@ def self_consistency(checkpoint: str | Path, corpus: str | Path,
     targets = [int(it["target"]) for it in items]
     metrics = sc_metrics(answers, targets, settings.sizes)
     if results is not None:
-        write_part(results, part, make_rows(
+        write_eval_part(results, ident, "retrain", "sc", make_rows(
             ident, TASK, metrics, n=len(items),
-            extra={"settings": settings.to_dict(), "wall_s": round(wall, 1)}))
+            extra={"tier": "sc", "settings": settings.to_dict(),
+                   "checkpoint": str(checkpoint), "wall_s": round(wall, 1)}))
     return SCResult(settings, metrics, len(items), wall, answers, texts)

@@ -114,6 +114,17 @@ def write_part(root: str | Path, name: str, rows: Iterable[Row]) -> Path:
     return path
 
 
+def remove_part(root: str | Path, name: str) -> bool:
+    """Remove part ``name`` and its record (under the part's lock); False if absent."""
+    path = Path(root) / PARTS / name
+    if not path.exists():
+        return False
+    with FileLock(str(path) + ".lock"):
+        _record(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    return True
+
+
 def _record(path: Path) -> Path:
     return path.with_name(path.name + RECORD_SUFFIX)
 
