@@ -31,7 +31,7 @@ def tiny_corpus(tmp_path_factory):
 def tiny_train_config(tiny_corpus):
     from optimal_sparsity.train.config import TrainConfig
 
-    return TrainConfig(model="s-d32-E4-k2", corpus=str(tiny_corpus), steps=12, seq_len=64,
+    return TrainConfig.of_model("s-d32-E4-k2", corpus=str(tiny_corpus), steps=12, seq_len=64,
                        micro_batch=4, lr=3e-3, eval_sequences=8, ckpt_interval=4,
                        keep_fractions=(0.5,), model_overrides={"n_layers": 2}, threads=2)
 

@@ -185,7 +185,7 @@ def test_knowledge_bits_tier_and_per_source_rows(values_corpus, tmp_path):
     from optimal_sparsity.train.state import list_checkpoints
 
     _, corpus = values_corpus
-    cfg = TrainConfig(model="s-d32-E2-k2", corpus=str(corpus), steps=3, seq_len=32,
+    cfg = TrainConfig.of_model("s-d32-E2-k2", corpus=str(corpus), steps=3, seq_len=32,
                       micro_batch=4, eval_sequences=4, keep_fractions=(),
                       model_overrides={"n_layers": 1}, threads=1)
     res = Trainer(cfg, tmp_path / "run", progress=False).run()
@@ -216,7 +216,7 @@ def test_knowledge_bits_tier_skips_other_corpora(tiny_corpus, tmp_path):
     from optimal_sparsity.train.loop import Trainer
     from optimal_sparsity.train.state import list_checkpoints
 
-    cfg = TrainConfig(model="s-d32-E2-k2", corpus=str(tiny_corpus), steps=1, seq_len=32,
+    cfg = TrainConfig.of_model("s-d32-E2-k2", corpus=str(tiny_corpus), steps=1, seq_len=32,
                       micro_batch=2, eval_sequences=2, keep_fractions=(),
                       model_overrides={"n_layers": 1}, threads=1)
     res = Trainer(cfg, tmp_path / "run", progress=False).run()

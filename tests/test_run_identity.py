@@ -10,7 +10,7 @@ from optimal_sparsity.train.config import TrainConfig
 
 
 def test_run_identity_names_the_corpus_by_content_not_path():
-    a = TrainConfig(model="s-d32-E4-k2", corpus="/old/home/corpora/abc", steps=4)
+    a = TrainConfig.of_model("s-d32-E4-k2", "/old/home/corpora/abc", vocab_size=384, steps=4)
     b = a.replace(corpus="/new/home/corpora/abc")
     assert a.run_id("abc") == b.run_id("abc")  # moved: the same run
     assert a.run_id("abc") != a.run_id("abd")  # another corpus: another run
@@ -65,3 +65,53 @@ def test_run_identity_survives_moving_home(tmp_path, monkeypatch):
     assert main(["pin", "--scale", "tiny", "--results", str(tmp_path / "results")]) == 0
     pinned = json.loads((tmp_path / "refs" / "scaled" / "tiny.json").read_text())
     assert {v["metric"] for v in pinned["values"]} == {"train_loss", "val_loss"}
+
+
+def test_train_config_holds_the_resolved_model(tiny_corpus, tmp_path):
+    """The trainer trains the config's own ModelConfig (no name parsed at train time); a
+    model resolved for another vocabulary is refused in one line; a config of the earlier
+    format (model named) is named as such, and its checkpoints keep their run identity."""
+    import json
+
+    import pytest
+
+    from optimal_sparsity.data.shards import read_corpus_meta
+    from optimal_sparsity.errors import UserError
+    from optimal_sparsity.train.config import run_id_of
+    from optimal_sparsity.train.loop import Trainer
+
+    cfg = TrainConfig.of_model("s-d32-E4-k2", tiny_corpus, steps=1, seq_len=32,
+                               model_overrides={"n_layers": 1})
+    vocab = read_corpus_meta(tiny_corpus)["vocab_size"]
+    assert (cfg.model.n_layers, cfg.model.vocab_size, cfg.model.max_seq_len) == (1, vocab, 32)
+    trainer = Trainer(cfg, tmp_path / "a", progress=False)
+    assert trainer.model_cfg is cfg.model
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    other = cfg.replace(model=cfg.model.replace(vocab_size=vocab + 1))
+    with pytest.raises(UserError, match="vocabulary") as err:
+        Trainer(other, tmp_path / "b", progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="seq_len 64 exceeds"):
+        cfg.replace(seq_len=64)
+    old = {**cfg.to_dict(), "model": "s-d32-E4-k2", "model_overrides": {"n_layers": 1}}
+    with pytest.raises(UserError, match="earlier version"):
+        TrainConfig.from_dict(old)
+    # a checkpoint written in the earlier format keeps the identity it had (the hash of its
+    # training config as stored, corpus named by fingerprint)
+    import hashlib
+    import shutil
+
+    from optimal_sparsity.eval.rows import checkpoint_identity
+    from optimal_sparsity.train.state import list_checkpoints
+
+    trainer.run()
+    ckpt = tmp_path / "old-ckpt"
+    shutil.copytree(list_checkpoints(tmp_path / "a" / "checkpoints")[-1][1], ckpt)
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert meta["train"] == cfg.to_dict()
+    assert checkpoint_identity(ckpt)["run"] == cfg.run_id(meta["corpus_fingerprint"])
+    meta["train"] = old
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    was = hashlib.sha256(json.dumps({**old, "corpus": meta["corpus_fingerprint"]},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    assert checkpoint_identity(ckpt)["run"] == was == run_id_of(old, meta["corpus_fingerprint"])

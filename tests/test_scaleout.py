@@ -112,7 +112,8 @@ def test_paper_preset_is_the_papers_recipe(tmp_path, monkeypatch):
     from optimal_sparsity.cli import build_parser
     from optimal_sparsity.commands.train import _train_config
 
-    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus").mkdir()  # a tokenized corpus' record (its vocabulary is read)
+    (tmp_path / "corpus" / "corpus.json").write_text('{"vocab_size": 99584}')
     monkeypatch.setenv("WORLD_SIZE", "32")
     args = build_parser().parse_args(["train", "--preset", "paper", "--config", "d512-E8-k2",
                                       "--corpus", str(tmp_path / "corpus"), "--out", "x",
@@ -122,7 +123,8 @@ def test_paper_preset_is_the_papers_recipe(tmp_path, monkeypatch):
     assert cfg.micro_batch * cfg.grad_accum * 32 == 1024
     assert (cfg.lr, cfg.min_lr_ratio, cfg.precision) == (4e-4, 0.1, "bf16")
     assert round(cfg.warmup_frac * cfg.total_steps(32)) == 2000
-    assert cfg.model_overrides == {"backend": "megablocks"} and cfg.ckpt_interval == 500
+    assert cfg.model.backend == "megablocks" and cfg.ckpt_interval == 500
+    assert (cfg.model.d_model, cfg.model.vocab_size, cfg.model.max_seq_len) == (512, 99584, 4096)
     monkeypatch.setenv("WORLD_SIZE", "24")
     code, _, err = run_cli("train", "--preset", "paper", "--config", "d512-E8-k2",
                            "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "o"),

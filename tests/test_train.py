@@ -87,7 +87,7 @@ def test_resume_after_signal_is_bitwise_identical(tiny_train_config, tmp_path, h
 
 
 def _train_cmd(cfg, out):
-    return [sys.executable, "-m", "optimal_sparsity.cli", "train", "--config", cfg.model,
+    return [sys.executable, "-m", "optimal_sparsity.cli", "train", "--config", cfg.model.name,
             "--corpus", cfg.corpus, "--out", str(out), "--steps", str(cfg.steps),
             "--seq-len", str(cfg.seq_len), "--micro-batch", str(cfg.micro_batch),
             "--ckpt-interval", "2", "--threads", "1", "--lr", str(cfg.lr)]
@@ -96,7 +96,7 @@ def _train_cmd(cfg, out):
 def test_sigkill_then_resume_is_bitwise_identical(tiny_corpus, tmp_path):
     from optimal_sparsity.train.config import TrainConfig
 
-    cfg = TrainConfig(model="s-d32-E4-k2", corpus=str(tiny_corpus), steps=16, seq_len=64,
+    cfg = TrainConfig.of_model("s-d32-E4-k2", corpus=str(tiny_corpus), steps=16, seq_len=64,
                       micro_batch=4, lr=3e-3)
     subprocess.run(_train_cmd(cfg, tmp_path / "ref"), check=True, capture_output=True)
     proc = subprocess.Popen(_train_cmd(cfg, tmp_path / "run"), stdout=subprocess.DEVNULL,

@@ -37,7 +37,7 @@ def eval_run(tiny_corpus, tmp_path_factory) -> EvalRun:
     from optimal_sparsity.train.loop import Trainer
     from optimal_sparsity.train.state import list_checkpoints
 
-    cfg = TrainConfig(model="s-d32-E4-k2", corpus=str(tiny_corpus), steps=80, seq_len=128,
+    cfg = TrainConfig.of_model("s-d32-E4-k2", corpus=str(tiny_corpus), steps=80, seq_len=128,
                       micro_batch=8, lr=3e-3, eval_sequences=8, keep_fractions=(0.5,),
                       model_overrides={"n_layers": 2}, threads=EVAL_THREADS)
     out = tmp_path_factory.mktemp("eval-run") / "run"

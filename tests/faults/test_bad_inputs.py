@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from optimal_sparsity.cli import main
 from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.grid import get_config
+from optimal_sparsity.grid import get_config, scaled_config
 from optimal_sparsity.train.config import TrainConfig
 
 ints = st.one_of(st.integers(-5, 70), st.floats(allow_nan=True), st.booleans(), st.none())
@@ -41,8 +41,8 @@ def test_model_names(name):
 @given(steps=ints, tokens=ints, lr=st.one_of(st.floats(-1, 1), st.just(float("nan"))), mb=ints)
 def test_train_config(steps, tokens, lr, mb):
     try:
-        TrainConfig(model="s-d32-E2-k1", corpus="/x", steps=steps, train_tokens=tokens, lr=lr,
-                    micro_batch=mb)
+        TrainConfig(model=scaled_config(32, 2, 2), corpus="/x", steps=steps,
+                    train_tokens=tokens, lr=lr, micro_batch=mb)
     except (UserError, TypeError) as err:
         assert "\n" not in str(err)
 

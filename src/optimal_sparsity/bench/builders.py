@@ -179,11 +179,12 @@ def train_config(case: TrainStepCase | EvalLossCase | GenerateCase) -> ModelConf
 
 def _adamw(model: nn.Module, fused: bool) -> torch.optim.Optimizer:
     """The trainer's AdamW (``train.loop.build_optimizer``) at a benchmark's learning rate."""
+    from optimal_sparsity.grid import scaled_config
     from optimal_sparsity.train.config import TrainConfig
     from optimal_sparsity.train.loop import build_optimizer
 
-    return build_optimizer(model, TrainConfig(model="bench", corpus="", steps=1, lr=1e-4),
-                           fused=fused)
+    cfg = TrainConfig(model=scaled_config(32, 2, 2), corpus="", steps=1, lr=1e-4, seq_len=32)
+    return build_optimizer(model, cfg, fused=fused)  # only the optimizer's fields are read
 
 
 def _hf_model(cfg: ModelConfig, impl: str, device: torch.device) -> nn.Module:

@@ -46,31 +46,33 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace):
     from optimal_sparsity.data.cache import ensure_corpus
     from optimal_sparsity.data.presets import get_corpus_preset
-    from optimal_sparsity.train.config import TrainConfig, paper_recipe
+    from optimal_sparsity.train.config import PAPER_MODEL_OVERRIDES, TrainConfig, paper_recipe
 
     if args.preset == "paper" and args.corpus is None:
         raise UserError("--preset paper needs --corpus: a tokenized corpus directory "
                         "(./reproduce tokenize); the proxy corpora are for the scaled grid")
     corpus = args.corpus or ensure_corpus(get_corpus_preset(args.corpus_preset))
-    fields = dict(model=args.config, corpus=str(Path(corpus).resolve()), seed=args.seed)
+    fields: dict = dict(seed=args.seed)
+    overrides: dict = {}
     if args.preset == "paper":
         world = int(os.environ.get("WORLD_SIZE", "1"))
         fields.update(paper_recipe(world, args.micro_batch or 1))
+        overrides.update(PAPER_MODEL_OVERRIDES)
     elif args.steps is None and args.tokens is None:
         fields["train_tokens"] = 1_000_000
     if args.steps is not None or args.tokens is not None:
         fields.pop("steps", None)
         fields.pop("train_tokens", None)
     if args.backend is not None:
-        fields["model_overrides"] = {**fields.get("model_overrides", {}),
-                                     "backend": args.backend}
+        overrides["backend"] = args.backend
     for name in ("steps", "micro_batch", "grad_accum", "seq_len", "lr", "eval_interval",
                  "ckpt_interval", "threads", "precision"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.tokens is not None:
         fields["train_tokens"] = int(args.tokens)
-    return TrainConfig(**fields)
+    return TrainConfig.of_model(args.config, Path(corpus).resolve(), model_overrides=overrides,
+                                **fields)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

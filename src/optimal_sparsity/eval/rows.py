@@ -21,10 +21,10 @@ def checkpoint_identity(checkpoint: str | Path) -> dict[str, Any]:
     pc = count_params(cfg)
     train = meta.get("train") or {}
     tokens = int(meta.get("tokens") or 0)
-    from optimal_sparsity.train.config import TrainConfig
+    from optimal_sparsity.train.config import run_id_of
 
     fp = meta.get("corpus_fingerprint")
-    run = TrainConfig.from_dict(train).run_id(fp) if train else cfg.fingerprint()
+    run = run_id_of(train, fp) if train else cfg.fingerprint()
     post = meta.get("posttrain")
     if post:  # e.g. GRPO-tuned: a run of its own, so its rows and caches never mix with the base
         digest = hashlib.sha256(json.dumps(post.get("settings", post), sort_keys=True)

@@ -117,9 +117,9 @@ class StudyDesign:
 
     def train_config(self, point: GridPoint, seed: int, corpus_dir: str) -> TrainConfig:
         scaled_config(point.d, point.E, point.k)  # validates the point
-        return TrainConfig(model=point.name, corpus=corpus_dir, seed=seed,
-                           keep_fractions=self.intermediate_fractions,
-                           model_overrides=point.model_overrides(), **self.train)
+        return TrainConfig.of_model(point.name, corpus_dir, seed=seed,
+                                    keep_fractions=self.intermediate_fractions,
+                                    model_overrides=point.model_overrides(), **self.train)
 
     @property
     def posttrain_points(self) -> tuple[GridPoint, ...]:

@@ -60,9 +60,9 @@ def greedy(model, tok, prompts: list[str], max_new: int, stops: tuple[str, ...])
 
 def _train(corpus: Path, model: str, tokens: int, out: Path, seed: int, lr: float,
            seq_len: int, overrides: dict) -> tuple[Path, dict]:
-    cfg = TrainConfig(model=model, corpus=str(corpus), seed=seed, train_tokens=tokens,
-                      seq_len=seq_len, micro_batch=16, lr=lr, keep_fractions=(),
-                      model_overrides=overrides)
+    cfg = TrainConfig.of_model(model, str(corpus), seed=seed, train_tokens=tokens,
+                               seq_len=seq_len, micro_batch=16, lr=lr, keep_fractions=(),
+                               model_overrides=overrides)
     res = Trainer(cfg, out / f"{model}-s{seed}-{cfg.fingerprint()}", progress=False).run()
     return list_checkpoints(res.out / "checkpoints")[-1][1], res.summary
 

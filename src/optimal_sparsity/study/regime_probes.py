@@ -170,11 +170,11 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
                         "machine, or pass --allow-busy to record it marked busy)")
     during = OtherLoad().__enter__()
     corpus = ensure_corpus(run.corpus)
-    cfg = TrainConfig(model=run.model, corpus=str(corpus), seed=run.seed,
-                      train_tokens=run.train_tokens, seq_len=run.seq_len,
-                      micro_batch=run.micro_batch, lr=run.lr, keep_fractions=(),
-                      eval_sequences=16, threads=threads,
-                      model_overrides={"n_layers": run.n_layers})
+    cfg = TrainConfig.of_model(run.model, str(corpus), seed=run.seed,
+                               train_tokens=run.train_tokens, seq_len=run.seq_len,
+                               micro_batch=run.micro_batch, lr=run.lr, keep_fractions=(),
+                               eval_sequences=16, threads=threads,
+                               model_overrides={"n_layers": run.n_layers})
     t0 = time.time()
     res = Trainer(cfg, work / f"{run.probe}-{run.model}-s{run.seed}-{cfg.fingerprint()}",
                   progress=False).run()

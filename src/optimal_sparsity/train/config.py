@@ -7,16 +7,38 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.errors import UserError
 
 Precision = Literal["fp32", "bf16"]
 
 
+def resolve_model(name: str, vocab_size: int, seq_len: int, **overrides: Any) -> ModelConfig:
+    """The model a run of grid point (or paper model) ``name`` trains: the corpus'
+    vocabulary, a window of the run's ``seq_len``, and ``overrides`` (e.g. ``n_layers``,
+    ``backend``). The only place a training config's model is read from a name."""
+    from optimal_sparsity.grid import get_config
+
+    return get_config(name, vocab_size=vocab_size, max_seq_len=seq_len, **overrides)
+
+
+def run_id_of(train: dict[str, Any], corpus_fingerprint: str | None) -> str:
+    """The run identity of a serialised training config (``TrainConfig.run_id``); also
+    reads the configs of checkpoints written before the model was stored resolved."""
+    d = dict(train)
+    if corpus_fingerprint:
+        d["corpus"] = corpus_fingerprint
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """The paper's recipe (docs/paper.md) with scaled-down sizes.
+    """The paper's recipe (docs/paper.md) with scaled-down sizes, for one resolved model
+    (``model``: the architecture trained, vocabulary and window included; ``of_model``
+    resolves a grid name against a corpus).
 
     AdamW (0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), linear warm-up then
     cosine decay to ``min_lr_ratio`` x peak, gradient clipping at 1.0, loss = CE +
@@ -24,7 +46,7 @@ class TrainConfig:
     step consumes ``micro_batch * grad_accum * world_size`` sequences of ``seq_len``.
     """
 
-    model: str
+    model: ModelConfig
     corpus: str
     seed: int = 0
     seq_len: int = 256
@@ -48,12 +70,29 @@ class TrainConfig:
     load_log_interval: int = 10  # steps between per-expert load records
     precision: Precision = "fp32"
     threads: int = 0  # 0 = all cores
-    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of_model(cls, name: str, corpus: str | Path, *, vocab_size: int | None = None,
+                 model_overrides: dict[str, Any] | None = None, **fields: Any) -> TrainConfig:
+        """A config training grid point ``name`` on ``corpus`` (its vocabulary, read from
+        the corpus unless ``vocab_size`` is given) with a window of ``seq_len``."""
+        if vocab_size is None:
+            from optimal_sparsity.data.shards import read_corpus_meta
+
+            vocab_size = int(read_corpus_meta(Path(corpus))["vocab_size"])
+        seq_len = fields.get("seq_len", cls.__dataclass_fields__["seq_len"].default)
+        model = resolve_model(name, vocab_size, seq_len, **(model_overrides or {}))
+        return cls(model=model, corpus=str(corpus), **fields)
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise UserError(f"invalid training config: {msg}")
+
+        need(isinstance(self.model, ModelConfig),
+             "model must be a resolved ModelConfig (TrainConfig.of_model resolves a name)")
+        need(self.model.max_seq_len >= self.seq_len,
+             f"seq_len {self.seq_len} exceeds the model's window {self.model.max_seq_len}")
 
         need((self.train_tokens is None) != (self.steps is None),
              "give exactly one of train_tokens or steps")
@@ -92,11 +131,17 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
+        if isinstance(d.get("model"), str):
+            raise UserError(f"training config names its model ({d['model']!r}) instead of "
+                            "holding it resolved: written by an earlier version of this "
+                            "artifact; train the run again")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UserError(f"unknown training config field(s): {', '.join(sorted(unknown))}")
         if "keep_fractions" in d:
             d["keep_fractions"] = tuple(d["keep_fractions"])
+        if isinstance(d.get("model"), dict):
+            d["model"] = ModelConfig.from_dict(d["model"])
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -111,10 +156,7 @@ class TrainConfig:
         the ``run`` of every results row of the run's checkpoints, so moving the data
         (``$OPTIMAL_SPARSITY_HOME``, a corpus directory) keeps both. Without a fingerprint
         (a checkpoint written without one) the corpus path stands in."""
-        d = self.to_dict()
-        if corpus_fingerprint:
-            d["corpus"] = corpus_fingerprint
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return run_id_of(self.to_dict(), corpus_fingerprint)
 
 PAPER_STEPS = 29_803  # 125B tokens / (1024 x 4096)
 PAPER_GLOBAL_BATCH = 1024  # sequences per optimizer step, over all ranks
@@ -132,4 +174,7 @@ def paper_recipe(world_size: int, micro_batch: int) -> dict[str, Any]:
     return dict(seq_len=PAPER_SEQ_LEN, micro_batch=micro_batch,
                 grad_accum=PAPER_GLOBAL_BATCH // per_rank, steps=PAPER_STEPS, lr=4e-4,
                 warmup_frac=PAPER_WARMUP_STEPS / PAPER_STEPS, min_lr_ratio=0.1,
-                precision="bf16", ckpt_interval=500, model_overrides={"backend": "megablocks"})
+                precision="bf16", ckpt_interval=500)
+
+
+PAPER_MODEL_OVERRIDES = {"backend": "megablocks"}  # the paper's recipe trains on MegaBlocks

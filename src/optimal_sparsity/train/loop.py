@@ -43,7 +43,6 @@ from optimal_sparsity.config import ModelConfig
 from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.data.shards import BatchSampler, fixed_batches, open_split, read_corpus_meta
 from optimal_sparsity.errors import UserError
-from optimal_sparsity.grid import get_config
 from optimal_sparsity.model import build_model
 from optimal_sparsity.model.mean_ce import mean_ce
 from optimal_sparsity.progress import Progress
@@ -63,12 +62,6 @@ class RunResult:
     total_steps: int
     out: Path
     summary: dict[str, Any]
-
-
-def model_config_for(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    """The grid point, with the corpus' vocabulary and the run's sequence length."""
-    return get_config(cfg.model, vocab_size=vocab_size, max_seq_len=cfg.seq_len,
-                      **cfg.model_overrides)
 
 
 def memory_estimate(mc: ModelConfig, cfg: TrainConfig) -> int:
@@ -145,7 +138,12 @@ class Trainer:
 
         self.corpus = Path(cfg.corpus)
         self.corpus_meta = read_corpus_meta(self.corpus)
-        self.model_cfg = model_config_for(cfg, self.corpus_meta["vocab_size"])
+        self.model_cfg = cfg.model
+        if cfg.model.vocab_size != self.corpus_meta["vocab_size"]:
+            raise UserError(f"model {cfg.model.name} has a vocabulary of "
+                            f"{cfg.model.vocab_size} tokens, corpus {self.corpus} of "
+                            f"{self.corpus_meta['vocab_size']}: resolve the model against "
+                            "this corpus (TrainConfig.of_model)")
         self.params = count_params(self.model_cfg)
         self.total_steps = cfg.total_steps(self.world)
         self.warmup = round(cfg.warmup_frac * self.total_steps)
