@@ -179,7 +179,11 @@ class EvalSettings:
 
     def tier_key(self, tier: str) -> dict[str, Any]:
         """The settings that change a tier's numbers (stored with its rows: the cache key)."""
-        keys: tuple[str, ...] | None = {"pretrain": ("train_sequences", "val_sequences"),
+        if tier == "sc":  # the post-training tiers' own settings, whole
+            return settings_key(self.sc_settings().to_dict())
+        if tier in ("grpo", "grpo2"):
+            return settings_key(self.grpo_settings().to_dict())
+        keys = {"pretrain": ("train_sequences", "val_sequences"),
                 "task_loss": ("tasks", "limit"),
                 "accuracy": ("tasks", "limit", "max_new_tokens", "backend"),
                 "fewshot": ("fewshot_shots", "limit", "max_new_tokens"),
@@ -191,12 +195,7 @@ class EvalSettings:
                              "paper_sc_max_new_tokens"),
                 "paper_fewshot": ("limit", "paper_backend", "paper_fewshot_shots"),
                 "paper_grpo": ("limit", "paper_backend", "paper_grpo_overrides"),
-                "paper_grpo_math": ("limit", "paper_backend", "paper_grpo_overrides"),
-                "sc": None, "grpo": None, "grpo2": None}[tier]
-        if tier == "sc":  # the post-training tiers' own settings, whole
-            return settings_key(self.sc_settings().to_dict())
-        if keys is None:
-            return settings_key(self.grpo_settings().to_dict())
+                "paper_grpo_math": ("limit", "paper_backend", "paper_grpo_overrides")}[tier]
         return settings_key({k: getattr(self, k) for k in keys})
 
 
