@@ -19,4 +19,5 @@ def test_a_tier_reads_the_corpus_iff_it_is_declared_to():
     declared ``reads_corpus``: the CLI resolves the corpus from that declaration."""
     reads = {t for t, fn in TIER_FUNCS.items() if "need_corpus(" in inspect.getsource(fn)}
     assert reads == CORPUS_TIERS
-    assert {"pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits"} == CORPUS_TIERS
+    assert {"pretrain", "task_loss", "accuracy", "fewshot", "knowledge_bits", "sc", "grpo",
+            "grpo2"} == CORPUS_TIERS

@@ -622,23 +622,23 @@ def _tier_paper_grpo_math(job: _Job) -> list[Row]:
     return _paper_grpo(job, "math")
 
 
-def _retrain_only(job: _Job, tier: str, pull_tier: str) -> Path:
-    """The proxy corpus of a retrained checkpoint's post-training tier."""
+def _retrain_only(job: _Job, tier: str, pull_tier: str) -> None:
+    """A post-training tier of the proxy tasks: skipped on a released checkpoint."""
     if job.source == "pull":
         raise TierSkipped(f"{tier} runs on the proxy tasks of a retrained model; a released "
                           f"checkpoint gets {pull_tier}")
-    return job.need_corpus(tier)
 
 
 def _tier_sc(job: _Job) -> list[Row]:
     from optimal_sparsity.eval.selfconsistency import TASK, self_consistency
 
-    corpus = _retrain_only(job, "sc", "paper_sc")
+    _retrain_only(job, "sc", "paper_sc")
+    corpus = job.need_corpus("sc")
     res = self_consistency(job.ckpt, corpus, job.settings.sc_settings())
     return job.rows(TASK, res.metrics, res.n, "sc", extra={"wall_s": round(res.wall_s, 1)})
 
 
-def _grpo_tier(job: _Job, tier: str) -> list[Row]:
+def _grpo_tier(job: _Job, tier: str, corpus: Path) -> list[Row]:
     from optimal_sparsity.eval.grpo import (
         PROMPT_SETS,
         TIER_PROMPT_SETS,
@@ -646,9 +646,6 @@ def _grpo_tier(job: _Job, tier: str) -> list[Row]:
         run_grpo,
         unavailable_reason,
     )
-    from optimal_sparsity.tiers import PULL_TIER_FOR
-
-    corpus = _retrain_only(job, tier, PULL_TIER_FOR[tier])
     settings = job.settings.grpo_settings()
     if reason := unavailable_reason(settings):
         raise TierSkipped(reason)
@@ -663,11 +660,13 @@ def _grpo_tier(job: _Job, tier: str) -> list[Row]:
 
 
 def _tier_grpo(job: _Job) -> list[Row]:
-    return _grpo_tier(job, "grpo")
+    _retrain_only(job, "grpo", "paper_grpo")
+    return _grpo_tier(job, "grpo", job.need_corpus("grpo"))
 
 
 def _tier_grpo2(job: _Job) -> list[Row]:
-    return _grpo_tier(job, "grpo2")
+    _retrain_only(job, "grpo2", "paper_grpo_math")
+    return _grpo_tier(job, "grpo2", job.need_corpus("grpo2"))
 
 
 TIER_FUNCS: dict[str, Callable[[_Job], list[Row]]] = {
