@@ -64,6 +64,14 @@ class RunResult:
     summary: dict[str, Any]
 
 
+def _apart_from_corpus(train: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A serialised training config without what its corpus decides (the model's
+    vocabulary is the corpus tokenizer's)."""
+    if not isinstance(train, dict) or not isinstance(train.get("model"), dict):
+        return train
+    return {**train, "model": {k: v for k, v in train["model"].items() if k != "vocab_size"}}
+
+
 def memory_estimate(mc: ModelConfig, cfg: TrainConfig) -> int:
     """A lower bound on the bytes one training step needs: weights, gradients and AdamW's
     two moments (fp32), and the activations kept for the backward pass of one micro-batch
@@ -187,7 +195,8 @@ class Trainer:
             have = json.loads(path.read_text())
             keys = ("run", "world_size") if "run" in have else ("train", "world_size")
             if any(have.get(k) != want[k] for k in keys):
-                if have.get("train") == want["train"] and have.get("world_size") == self.world:
+                if (_apart_from_corpus(have.get("train")) == _apart_from_corpus(want["train"])
+                        and have.get("world_size") == self.world):
                     raise UserError(f"{self.out} holds a run trained on another corpus than "
                                     f"{self.corpus} now holds (run id {have.get('run')}, now "
                                     f"{run_id}); use that corpus or another --out")
