@@ -65,6 +65,14 @@ def test_run_identity_survives_moving_home(tmp_path, monkeypatch):
     assert main(["pin", "--scale", "tiny", "--results", str(tmp_path / "results")]) == 0
     pinned = json.loads((tmp_path / "refs" / "scaled" / "tiny.json").read_text())
     assert {v["metric"] for v in pinned["values"]} == {"train_loss", "val_loss"}
+    # a table none of whose rows this version's run ids name (e.g. an earlier version's):
+    # refused in one line, the pin left as it was
+    other = tmp_path / "other" / "tiny"
+    (other / "table").mkdir(parents=True)
+    (other / "run.json").write_text((table.parent / "run.json").read_text())
+    before = (tmp_path / "refs" / "scaled" / "tiny.json").read_bytes()
+    assert main(["pin", "--scale", "tiny", "--results", str(tmp_path / "other")]) == 2
+    assert (tmp_path / "refs" / "scaled" / "tiny.json").read_bytes() == before
 
 
 def test_train_config_holds_the_resolved_model(tiny_corpus, tmp_path):

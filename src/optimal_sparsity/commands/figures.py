@@ -199,6 +199,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
     # Only the current design's runs: a results directory may hold an older design's rows.
     rows = [r for r in rows_of(plan_runs(get_design(args.scale)), files.table)
             if r.source == "retrain"]
+    if not rows:  # e.g. a table of an earlier version, whose run ids this one does not make
+        raise UserError(f"{files.table} holds no rows of the {args.scale} design's runs as "
+                        f"this version identifies them: nothing pinned; run `./reproduce "
+                        f"--scale {args.scale}` with this version first")
     verdicts, pngs = {}, {}
     for fig in FIGURES:
         res = load_result(base, fig.id)
@@ -215,11 +219,12 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from optimal_sparsity.references import pooled_seed_sd
 
     full = get_design("full").pin()
-    prov["tolerances"] = (
-        f"computed when pinned ({run['time'][:10]}) on tolerance_basis from this run's seeds; "
-        "one-seed values: " + ("the seed sd pooled over the full-scale pin of this design"
-                               if full else "their evaluation error (no full-scale pin of "
-                               "this design yet; none for losses: the cap)"))
+    one_seed = ("the seed sd pooled over this pin's replicated points" if args.scale == "full"
+                else "the seed sd pooled over the full-scale pin of this design" if full
+                else "their evaluation error (no full-scale pin of this design yet; none for "
+                     "losses: the cap)")
+    prov["tolerances"] = (f"computed when pinned ({run['time'][:10]}) on tolerance_basis from "
+                          f"this run's seeds; one-seed values: {one_seed}")
     path = pin(args.scale, rows, verdicts, prov, pngs, seed_sd=pooled_seed_sd(full) or None)
     print(f"pinned {len(rows)} rows and {len(verdicts)} verdicts to {path}")
     return 0
