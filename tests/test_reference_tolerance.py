@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from optimal_sparsity.claims.registry import CLAIMS
 from optimal_sparsity.references import (
     TOL_CAP,
     TOL_FLOOR,
@@ -103,3 +104,23 @@ def test_pinned_verdicts_are_current_under_the_rule(scale):
     new = reevaluate_reference(ref, scale)
     assert {k: (v["status"], v["statistic"]) for k, v in new.items()} == {
         k: (v["status"], v["statistic"]) for k, v in ref["verdicts"].items()}
+
+
+def test_reevaluation_keeps_the_pinned_runs_fig4_verdicts():
+    """A pin holds no intermediate checkpoints, so Fig 4's claims keep the verdict the pinned
+    run reached from them (marked), and the README shows it as a current verdict; the other
+    claims are re-decided from the pinned values."""
+    from optimal_sparsity.report.claims_table import render_table
+    from optimal_sparsity.study.reevaluate import FIG4_KEPT
+
+    ref = get_design("full").pin()
+    new = reevaluate_reference(ref, "full")
+    fig4 = [c.id for c in CLAIMS if c.figure == "fig4"]
+    assert fig4 and all(new[c]["rule"] == FIG4_KEPT for c in fig4)
+    assert all(new[c]["statistic"] == ref["verdicts"][c]["statistic"] for c in fig4)
+    assert all("rule" not in new[c.id] for c in CLAIMS if c.figure != "fig4")
+    table = render_table({"smoke": None, "full": {**ref, "verdicts": new}},
+                         {c.id: "" for c in CLAIMS})
+    row = next(line for line in table.splitlines() if "`C4.reasoning-denser-better`" in line)
+    assert f"| {new['C4.reasoning-denser-better']['status']} (" in row
+    assert "earlier rule" not in row

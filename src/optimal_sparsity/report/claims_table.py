@@ -28,7 +28,7 @@ def render_table(pins: Mapping[str, dict[str, Any] | None], pull: Mapping[str, s
         v = ref.get("verdicts", {}).get(cid)
         if not v:
             return "not run"
-        if v.get("rule"):
+        if str(v.get("rule", "")).startswith("earlier"):  # not re-decided under this rule
             return f"{v['status']} (earlier rule)"
         return f"{v['status']} ({v['lean']})" if v.get("lean") else v["status"]
 
