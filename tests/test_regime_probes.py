@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,11 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         assert r["tok_s"] > 0 and r["load_start"] >= 0 and r["load_end"] >= 0
         assert r["other_cores_start"] >= 0 and r["other_cores_run"] >= 0
         assert r["val_loss_by_source"] and r["corpus_fingerprint"]
+        train, evaluate = r["commands"]  # the CLI's own train and eval, as they ran
+        assert train[:2] == ["./reproduce", "train"] and evaluate[:2] == ["./reproduce", "eval"]
+        assert train[train.index("--layers") + 1] == "1" == str(r["n_layers"])
+        run_dir = Path(train[train.index("--out") + 1])
+        assert json.loads((run_dir / "summary.json").read_text())["model"]["n_layers"] == 1
         if probe == "reasoning":
             assert 0 <= r["gsm8k_proxy_acc"] <= 1 and 0 < r["gsm8k_proxy_trivial"] < 1
             assert set(r["val_loss_by_source"]) == {"arithmetic"}
@@ -138,7 +144,7 @@ def test_other_cores_subtracts_this_process_and_a_rerun_keeps_clean_rows(probe_h
     machine = iter([(100, 1000), (1900, 3000)])
     own = iter([10, 1810])
     monkeypatch.setattr(timing, "_cpu_jiffies", lambda: next(machine))
-    monkeypatch.setattr(timing, "_own_jiffies", lambda: next(own))
+    monkeypatch.setattr(timing, "_own_jiffies", lambda *_: next(own))
     with timing.OtherLoad() as load:
         pass
     assert regime_probes._cores(load) == 0.0
@@ -174,23 +180,25 @@ def test_other_cores_subtracts_this_process_and_a_rerun_keeps_clean_rows(probe_h
 
 
 def test_an_interrupted_run_is_not_recorded(probe_home, monkeypatch, capsys):
-    """A trainer stopped by a signal returns normally with status "interrupted": its row
-    (fewer tokens than planned) must not be written."""
+    """`./reproduce train` stopped by a signal exits 130 after saving a checkpoint: its
+    row (fewer tokens than planned) must not be written."""
+    import subprocess
+
     from optimal_sparsity.cli import main
-    from optimal_sparsity.train import loop
+    from optimal_sparsity.study import regime_probes
 
-    class Stopped:
-        def __init__(self, cfg, out, progress=False):
-            self.out = out
+    calls = []
 
-        def run(self):
-            return type("R", (), {"out": self.out, "summary": {
-                "status": "interrupted", "step": 3, "total_steps": 10}})()
+    def stopped(argv):
+        calls.append(argv[0])
+        return subprocess.CompletedProcess(argv, 130, "", (
+            "interrupted at step 3/10; checkpoint saved. Run the same command to resume.\n"))
 
-    monkeypatch.setattr(loop, "Trainer", Stopped)
+    monkeypatch.setattr(regime_probes, "_cli", stopped)
     out = probe_home / "router.jsonl"
     assert main(["probe", "router", "--scale-down", "--threads", "1", "--allow-busy",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "stopped at step 3 of 10 (interrupted)" in err and "\n" not in err
     assert not out.exists()
+    assert calls == ["train"]  # nothing is evaluated after an interrupted training

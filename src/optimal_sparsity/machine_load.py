@@ -15,13 +15,15 @@ def _cpu_jiffies() -> tuple[int, int] | None:
     return sum(vals) - idle, sum(vals)
 
 
-def _own_jiffies() -> int | None:
+def _own_jiffies(children: bool = False) -> int | None:
     try:
         with open("/proc/self/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+    own = int(fields[11]) + int(fields[12])  # utime + stime, all threads
+    # cutime + cstime: children that ended and were waited for
+    return own + int(fields[13]) + int(fields[14]) if children else own
 
 
 class OtherLoad:
@@ -29,16 +31,20 @@ class OtherLoad:
 
     ``with OtherLoad() as load: ...`` then ``load.fraction`` (0 = machine to ourselves,
     0.5 = others kept one of two cores busy). None where /proc is unavailable. Child
-    processes we start count as others.
+    processes we start count as others, unless ``children``: then the time of those that
+    ended (and were waited for) inside the block is ours.
     """
 
+    def __init__(self, children: bool = False) -> None:
+        self.children = children
+
     def __enter__(self) -> OtherLoad:
-        self._m0, self._s0 = _cpu_jiffies(), _own_jiffies()
+        self._m0, self._s0 = _cpu_jiffies(), _own_jiffies(self.children)
         self.fraction: float | None = None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        m1, s1 = _cpu_jiffies(), _own_jiffies()
+        m1, s1 = _cpu_jiffies(), _own_jiffies(self.children)
         if None in (self._m0, self._s0, m1, s1):
             return
         busy = m1[0] - self._m0[0]

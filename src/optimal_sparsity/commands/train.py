@@ -65,6 +65,8 @@ def _train_config(args: argparse.Namespace):
         fields.pop("train_tokens", None)
     if args.backend is not None:
         overrides["backend"] = args.backend
+    if args.layers is not None:
+        overrides["n_layers"] = args.layers
     for name in ("steps", "micro_batch", "grad_accum", "seq_len", "lr", "eval_interval",
                  "ckpt_interval", "threads", "precision"):
         if getattr(args, name) is not None:
@@ -193,6 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-interval", type=bounded_int(0))
     p.add_argument("--threads", type=thread_count)
     p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--layers", type=positive_int,
+                   help="transformer layers (default: the model's; 4 for scaled-down names)")
     p.add_argument("--backend", choices=["torch", "megablocks"],
                    help="MoE kernels (default: torch; megablocks with --preset paper)")
     p.add_argument("--preset", choices=["scaled", "paper"], default="scaled",

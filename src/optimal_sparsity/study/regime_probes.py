@@ -1,9 +1,12 @@
 """Probes that decide the study's design in the paper's regime (references/probes/PLAN.md).
 
-``./reproduce probe capacity|router|reasoning --out FILE.jsonl`` trains with the project's
-own trainer on a cached corpus and evaluates with its own evaluation code, one JSON line
-per run: config, parameters, tokens, TPP, tokens/s, bits stored (values-style knowledge),
-validation CE per source, and the CPU that *other* processes used before and during the
+``./reproduce probe capacity|router|reasoning|design --out FILE.jsonl`` is a script of
+the CLI's own commands: for each run it builds the probe's corpus (the corpus cache), then
+runs ``./reproduce train`` and ``./reproduce eval`` (tiers pretrain, knowledge_bits,
+accuracy on gsm8k_proxy) into a results table of the run's own, and writes one JSON line:
+the two command lines, config, parameters, tokens, TPP, tokens/s, bits stored
+(values-style knowledge), validation CE per source, GSM8K-proxy accuracy beside its
+trivial baseline, and the CPU that *other* processes used before and during the
 run (``machine_load.OtherLoad``: machine-wide busy time minus this process's own, in
 cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores is
 refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
@@ -24,6 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +43,8 @@ from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.machine_load import OtherLoad
+from optimal_sparsity.results.table import Row
+from optimal_sparsity.results.table import read_rows as read_table
 
 PROBES = ("capacity", "router", "reasoning", "design")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
@@ -93,7 +101,7 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         big = knowledge_corpus(48, 20, n_values=32, n_attributes=4, **small)
         little = knowledge_corpus(12, 40, n_values=32, n_attributes=4, **small)
         arith = reasoning_corpus(6_000, n_eval=8, **small)
-        d, kw = 32, dict(n_layers=1, seq_len=32, micro_batch=4)
+        d, kw = 32, dict(n_layers=1, seq_len=96, micro_batch=4)  # 96 > 64 new tokens
     else:
         big = knowledge_corpus(8_192, 96)  # 9.4M tokens: ~8 min per model
         little = knowledge_corpus(1_024, 160)  # 2.0M tokens: ~2 min per model
@@ -137,29 +145,47 @@ def _cores(load: OtherLoad) -> float:
     return (load.fraction or 0.0) * (os.cpu_count() or 1)
 
 
-def _gsm_accuracy(model, tok, corpus: Path, limit: int) -> dict[str, float]:
-    from optimal_sparsity.data.arithmetic import parse_final, trivial_baselines
-    from optimal_sparsity.study.probes import greedy
+def _cli(argv: list[str]) -> subprocess.CompletedProcess:
+    """``./reproduce ARGV`` (the same interpreter and package), its output captured."""
+    return subprocess.run([sys.executable, "-m", "optimal_sparsity.cli", *argv],
+                          capture_output=True, text=True, check=False)
 
-    lines = CorpusFiles(corpus).eval_items("gsm8k_proxy").read_text().splitlines()[:limit]
-    items = [json.loads(x) for x in lines]
-    got = greedy(model, tok, [it["prompt"] for it in items], 40, ("\n", "<|", "Question"))
-    acc = sum(parse_final(g) == int(it["target"]) for g, it in zip(got, items, strict=True))
-    return {"gsm8k_proxy_acc": acc / len(items), "gsm8k_proxy_n": len(items),
-            "gsm8k_proxy_trivial": max(trivial_baselines(items).values())}
+
+def _interrupted(run: ProbeRun, argv: list[str], proc: subprocess.CompletedProcess) -> str:
+    tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    if m := re.search(r"interrupted at step (\d+)/(\d+)", proc.stderr):
+        tail = f"stopped at step {m[1]} of {m[2]} (interrupted)"
+    return (f"{run.model} seed {run.seed}: `reproduce {argv[0]}` {tail}: the row is not "
+            "recorded; run the probe again to finish it")
+
+
+def commands(run: ProbeRun, corpus: Path, run_dir: Path, table: Path,
+             threads: int) -> list[list[str]]:
+    """The ``./reproduce train`` and ``./reproduce eval`` command lines of ``run``."""
+    train = ["train", "--config", run.model, "--corpus", str(corpus), "--out", str(run_dir),
+             "--tokens", str(run.train_tokens), "--seed", str(run.seed),
+             "--seq-len", str(run.seq_len), "--micro-batch", str(run.micro_batch),
+             "--lr", str(run.lr), "--layers", str(run.n_layers), "--threads", str(threads)]
+    tiers = ["pretrain"]
+    if run.corpus.knowledge.style == "values" and run.corpus.weights["knowledge"] > 0:
+        tiers.append("knowledge_bits")
+    if run.corpus.weights["arithmetic"] > 0:
+        tiers.append("accuracy")
+    evaluate = ["eval", str(run_dir), "--corpus", str(corpus), "--results", str(table),
+                "--tiers", *tiers, "--tasks", "gsm8k_proxy", "--train-sequences", "64",
+                "--threads", str(threads)]
+    return [train, evaluate]
+
+
+def _metrics(table: Path) -> dict[tuple[str, str], Row]:
+    return {(r.task, r.metric): r for r in read_table(table)}
 
 
 def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[str, Any]:
-    """Train and evaluate ``run``; the row to record."""
-    import torch
-
-    from optimal_sparsity.checkpoint import load_checkpoint
+    """Train and evaluate ``run`` through the CLI (``./reproduce train``, then ``./reproduce
+    eval`` into a results table of its own); the row to record."""
+    from optimal_sparsity.data.arithmetic import trivial_baselines
     from optimal_sparsity.data.cache import ensure_corpus
-    from optimal_sparsity.data.tokenizer import load_tokenizer
-    from optimal_sparsity.eval.pretrain_loss import pretrain_loss
-    from optimal_sparsity.train.config import TrainConfig
-    from optimal_sparsity.train.loop import Trainer
-    from optimal_sparsity.train.state import list_checkpoints
 
     load_start = load_average()
     other_start = other_cores_now()
@@ -168,49 +194,50 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
         raise UserError(f"other processes use {other_start:.2f} cores (more than "
                         f"{OTHER_CORES_MAX}): a contended run is not recorded (wait for a quiet "
                         "machine, or pass --allow-busy to record it marked busy)")
-    during = OtherLoad().__enter__()
-    corpus = ensure_corpus(run.corpus)
-    cfg = TrainConfig.of_model(run.model, str(corpus), seed=run.seed,
-                               train_tokens=run.train_tokens, seq_len=run.seq_len,
-                               micro_batch=run.micro_batch, lr=run.lr, keep_fractions=(),
-                               eval_sequences=16, threads=threads,
-                               model_overrides={"n_layers": run.n_layers})
+    name = (f"{run.probe}-{run.model}-L{run.n_layers}-s{run.seed}-"
+            f"{run.corpus.fingerprint()[:12]}-{run.train_tokens}")
+    run_dir, table = work / name, work / f"{name}.table"
     t0 = time.time()
-    res = Trainer(cfg, work / f"{run.probe}-{run.model}-s{run.seed}-{cfg.fingerprint()}",
-                  progress=False).run()
-    if res.summary["status"] != "finished" or res.summary["step"] < res.summary["total_steps"]:
-        raise UserError(f"{run.model} seed {run.seed} stopped at step {res.summary['step']} of "
-                        f"{res.summary['total_steps']} (interrupted): the row is not recorded; "
-                        "run the probe again to finish it")
-    ckpt = list_checkpoints(res.out / "checkpoints")[-1][1]
-    model, mcfg = load_checkpoint(ckpt)
-    tok = load_tokenizer(ckpt)
-    s = res.summary
+    with OtherLoad(children=True) as during:  # the CLI runs below are this probe's own
+        corpus = ensure_corpus(run.corpus)
+        argvs = commands(run, corpus, run_dir, table, threads)
+        for argv in argvs:
+            proc = _cli(argv)
+            if proc.returncode != 0:
+                raise UserError(_interrupted(run, argv, proc))
+    wall_s = time.time() - t0
+    s = json.loads((run_dir / "summary.json").read_text())
+    m = _metrics(table)
+    mcfg = s["model"]
     row: dict[str, Any] = {
         "probe": run.probe, "model": run.model, "n_layers": run.n_layers, "seed": run.seed,
-        "d": mcfg.d_model, "E": mcfg.n_experts, "k": mcfg.top_k,
+        "d": mcfg["d_model"], "E": mcfg["n_experts"], "k": mcfg["top_k"],
         "corpus_fingerprint": run.corpus.fingerprint(), "corpus": run.corpus.to_dict(),
         "train": {"seq_len": run.seq_len, "micro_batch": run.micro_batch, "lr": run.lr},
+        "commands": [["./reproduce", *argv] for argv in argvs],
         "total_params": s["total_params"], "active_params": s["active_params"],
         "tokens": s["tokens"], "tpp": s["tpp"], "tok_s": s["median_tokens_per_s"],
-        "train_ce": s["final_train_ce"]}
-    with torch.no_grad():
-        pl = pretrain_loss(model, corpus, run.seq_len, n_train=64, batch_size=16)
-    row.update({"val_loss": pl.val_loss, "val_loss_by_source": pl.val_by_source})
-    if run.corpus.knowledge.style == "values" and run.corpus.weights["knowledge"] > 0:
-        from optimal_sparsity.eval.knowledge_bits import knowledge_bits, load_records
-
-        kb = knowledge_bits(model, tok, load_records(corpus), run.corpus.knowledge.n_values)
-        row.update({"n_people": kb.n_people, "bits_total": kb.bits_total,
-                    "bits_stored": kb.bits_stored, "bits_fraction": kb.fraction,
-                    "bits_per_param": kb.bits_stored / s["total_params"],
-                    "value_nll_bits": kb.mean_value_nll_bits,
-                    "exposures_per_person": s["tokens"] / (kb.n_people * (3 + kb.n_values + 1))})
-    if run.corpus.weights["arithmetic"] > 0:
-        row.update(_gsm_accuracy(model, tok, corpus, run.corpus.n_eval_arithmetic))
-    during.__exit__()
+        "train_ce": s["final_train_ce"], "val_loss": m["pretrain", "val_loss"].value,
+        "val_loss_by_source": {metric.removeprefix("val_loss_"): r.value
+                               for (task, metric), r in sorted(m.items())
+                               if task == "pretrain" and metric.startswith("val_loss_")}}
+    if ("knowledge_bits", "bits_stored") in m:
+        kb = m["knowledge_bits", "bits_stored"]
+        row.update({"n_people": kb.extra["n_people"], "bits_total": kb.extra["bits_total"],
+                    "bits_stored": kb.value,
+                    "bits_fraction": m["knowledge_bits", "bits_fraction"].value,
+                    "bits_per_param": m["knowledge_bits", "bits_per_param"].value,
+                    "value_nll_bits": m["knowledge_bits", "value_nll_bits"].value,
+                    "exposures_per_person": s["tokens"] / (
+                        kb.extra["n_people"] * (3 + kb.extra["values_per_person"] + 1))})
+    if ("gsm8k_proxy", "acc") in m:
+        acc = m["gsm8k_proxy", "acc"]
+        items = [json.loads(x) for x in
+                 CorpusFiles(corpus).eval_items("gsm8k_proxy").read_text().splitlines()]
+        row.update({"gsm8k_proxy_acc": acc.value, "gsm8k_proxy_n": acc.n,
+                    "gsm8k_proxy_trivial": max(trivial_baselines(items[:acc.n]).values())})
     other_run = _cores(during)
-    row.update({"wall_s": time.time() - t0, "threads": threads, "load_start": load_start,
+    row.update({"wall_s": wall_s, "threads": threads, "load_start": load_start,
                 "load_end": load_average(), "other_cores_start": other_start,
                 "other_cores_run": other_run, "busy": busy or other_run > OTHER_CORES_MAX})
     return row
