@@ -92,6 +92,7 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         assert r["tok_s"] > 0 and r["load_start"] >= 0 and r["load_end"] >= 0
         assert r["other_cores_start"] >= 0 and r["other_cores_run"] >= 0
         assert r["val_loss_by_source"] and r["corpus_fingerprint"]
+        assert r["provenance"]["commit"] and "torch" in r["provenance"]["versions"]
         train, evaluate = r["commands"]  # the CLI's own train and eval, as they ran
         assert train[:2] == ["./reproduce", "train"] and evaluate[:2] == ["./reproduce", "eval"]
         assert train[train.index("--layers") + 1] == "1" == str(r["n_layers"])

@@ -1,4 +1,4 @@
-"""``./reproduce probe capacity|router|reasoning``: design probes (references/probes/PLAN.md)."""
+"""``./reproduce probe capacity|router|reasoning|design``: references/probes/PLAN.md."""
 
 from __future__ import annotations
 

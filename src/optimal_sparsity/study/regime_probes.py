@@ -1,23 +1,24 @@
 """Probes that decide the study's design in the paper's regime (references/probes/PLAN.md).
 
-``./reproduce probe capacity|router|reasoning|design --out FILE.jsonl`` is a script of
-the CLI's own commands: for each run it builds the probe's corpus (the corpus cache), then
-runs ``./reproduce train`` and ``./reproduce eval`` (tiers pretrain, knowledge_bits,
-accuracy on gsm8k_proxy) into a results table of the run's own, and writes one JSON line:
-the two command lines, config, parameters, tokens, TPP, tokens/s, bits stored
-(values-style knowledge), validation CE per source, GSM8K-proxy accuracy beside its
-trivial baseline, and the CPU that *other* processes used before and during the
-run (``machine_load.OtherLoad``: machine-wide busy time minus this process's own, in
-cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores is
-refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
-more than that on average is marked ``busy``: a contended run measures the machine, not
-the model. (The 1-minute load average is recorded too, but it cannot decide: it still
-counts a sibling run that ended seconds ago.)
+``./reproduce probe capacity|router|reasoning|design --out FILE.jsonl`` is a script of the
+CLI's own commands: for each run it builds the probe's corpus (the corpus cache), then runs
+``./reproduce train`` and ``./reproduce eval`` (tiers pretrain, knowledge_bits, accuracy on
+gsm8k_proxy) into a results table of the run's own, and writes one JSON line: the two
+command lines, the provenance (commit, versions, hardware), config, parameters, tokens, TPP,
+tokens/s, bits stored (values-style knowledge), validation CE per source, GSM8K-proxy
+accuracy beside its trivial baseline, and the CPU that *other* processes used before and
+during the run (``machine_load.OtherLoad``: machine-wide busy time minus this process's own,
+in cores). A run that starts while other processes use more than ``OTHER_CORES_MAX`` cores
+is refused (``--allow-busy`` records it anyway, marked ``busy``), and a row whose run saw
+more than that on average is marked ``busy``: a contended run measures the machine, not the
+model. (The 1-minute load average is recorded too, but it cannot decide: it still counts a
+sibling run that ended seconds ago.)
 
 * capacity: knowledge-only corpora at a large and a small base; the dense end (E = k = 2)
   against a sparse model of the same active parameters (E = 16, k = 2). Rule (a).
 * router: the k = 1 control (E = 16) against the k = 2 dense end at one base. Rule (b).
 * reasoning: 3 seeds of the dense end on the arithmetic of the candidate design. Rule (c).
+* design: the two ends of the k = 2 family (E = 2, 16) on ``full``'s own corpus. Rule (d).
 
 ``--scale-down`` runs the same code at a size of seconds (for the test suite).
 """
@@ -43,6 +44,7 @@ from optimal_sparsity.data.layout import CorpusFiles
 from optimal_sparsity.errors import UserError
 from optimal_sparsity.grid import GridPoint
 from optimal_sparsity.machine_load import OtherLoad
+from optimal_sparsity.provenance import provenance
 from optimal_sparsity.results.table import Row
 from optimal_sparsity.results.table import read_rows as read_table
 
@@ -239,7 +241,8 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
     other_run = _cores(during)
     row.update({"wall_s": wall_s, "threads": threads, "load_start": load_start,
                 "load_end": load_average(), "other_cores_start": other_start,
-                "other_cores_run": other_run, "busy": busy or other_run > OTHER_CORES_MAX})
+                "other_cores_run": other_run, "busy": busy or other_run > OTHER_CORES_MAX,
+                "provenance": provenance()})
     return row
 
 
