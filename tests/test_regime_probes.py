@@ -78,7 +78,7 @@ def probe_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("probe,n_rows", [("capacity", 4), ("router", 2), ("reasoning", 3),
-                                           ("design", 2)])
+                                           ("design", 2), ("reasoning-k4", 2)])
 def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
     from optimal_sparsity.cli import main
 
@@ -98,13 +98,14 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         assert train[train.index("--layers") + 1] == "1" == str(r["n_layers"])
         run_dir = Path(train[train.index("--out") + 1])
         assert json.loads((run_dir / "summary.json").read_text())["model"]["n_layers"] == 1
-        if probe == "reasoning":
+        assert float(train[train.index("--lr") + 1]) == r["train"]["lr"]
+        if probe.startswith("reasoning"):
             assert 0 <= r["gsm8k_proxy_acc"] <= 1 and 0 < r["gsm8k_proxy_trivial"] < 1
             assert set(r["val_loss_by_source"]) == {"arithmetic"}
         if probe == "design":
             assert set(r["val_loss_by_source"]) == {"knowledge", "scripts", "arithmetic"}
             assert 0 <= r["gsm8k_proxy_acc"] <= 1
-        if probe != "reasoning":
+        if not probe.startswith("reasoning"):
             assert 0 <= r["bits_stored"] <= r["bits_total"]
             assert r["bits_per_param"] == pytest.approx(r["bits_stored"] / r["total_params"])
     if probe == "router":
@@ -113,6 +114,10 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         assert [r["E"] for r in rows] == [2, 16] and {r["k"] for r in rows} == {2}
     if probe == "reasoning":
         assert [r["seed"] for r in rows] == [0, 1, 2]
+    if probe == "reasoning-k4":  # the same seed at two learning rates: two runs, two rows
+        assert [(r["E"], r["k"], r["train"]["lr"]) for r in rows] == [(16, 4, 3e-3),
+                                                                      (16, 4, 1.5e-3)]
+        assert len({r["commands"][0][r["commands"][0].index("--out") + 1] for r in rows}) == 2
 
 
 def test_probe_refuses_a_busy_machine_and_foreign_files(probe_home, capsys, monkeypatch):

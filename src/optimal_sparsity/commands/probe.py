@@ -1,4 +1,4 @@
-"""``./reproduce probe capacity|router|reasoning|design``: references/probes/PLAN.md."""
+"""``./reproduce probe NAME``: the design probes of references/probes/PLAN.md."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from optimal_sparsity.study.regime_probes import PROBES
 
-    p = sub.add_parser("probe", help="run a design probe (capacity, router, reasoning): "
-                                     "one JSON line per run")
+    p = sub.add_parser("probe", help="run a design probe of references/probes/PLAN.md "
+                                     "(one JSON line per run)")
     p.add_argument("probe", choices=PROBES)
     p.add_argument("--out", type=Path, required=True, help="JSONL file (rows are appended)")
     p.add_argument("--scale-down", action="store_true",

@@ -19,6 +19,8 @@ sibling run that ended seconds ago.)
 * router: the k = 1 control (E = 16) against the k = 2 dense end at one base. Rule (b).
 * reasoning: 3 seeds of the dense end on the arithmetic of the candidate design. Rule (c).
 * design: the two ends of the k = 2 family (E = 2, 16) on ``full``'s own corpus. Rule (d).
+* reasoning-k4: 3 seeds of the k = 4 sparse end (E = 16) on (c)'s arithmetic, at the design's
+  learning rate and at half of it. Rule (e).
 
 ``--scale-down`` runs the same code at a size of seconds (for the test suite).
 """
@@ -48,7 +50,7 @@ from optimal_sparsity.provenance import provenance
 from optimal_sparsity.results.table import Row
 from optimal_sparsity.results.table import read_rows as read_table
 
-PROBES = ("capacity", "router", "reasoning", "design")
+PROBES = ("capacity", "router", "reasoning", "design", "reasoning-k4")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
 
 
@@ -65,6 +67,9 @@ class ProbeRun:
     seq_len: int = 128
     micro_batch: int = 16
     lr: float = 3e-3
+
+
+DEFAULT_LR = ProbeRun.__dataclass_fields__["lr"].default
 
 
 def knowledge_corpus(n_people: int, exposures: float, *, n_values: int = 256,
@@ -125,6 +130,10 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         mid = big if scale_down else knowledge_corpus(4_096, 100)  # 4.9M tokens
         return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
                 for m in (GridPoint(d, 2, 2).name, GridPoint(d, 16, 1).name)]
+    if probe == "reasoning-k4":  # the k = 4 sparse end at the design's LR and at half of it
+        seeds = (0,) if scale_down else (0, 1, 2)
+        return [ProbeRun(probe, arith, GridPoint(d, 16, 4).name, s, arith.train_tokens,
+                         lr=lr, **kw) for lr in (3e-3, 1.5e-3) for s in seeds]
     return [ProbeRun(probe, arith, GridPoint(d, 2, 2).name, s, arith.train_tokens, **kw)
             for s in (0, 1, 2)]
 
@@ -197,7 +206,8 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
                         f"{OTHER_CORES_MAX}): a contended run is not recorded (wait for a quiet "
                         "machine, or pass --allow-busy to record it marked busy)")
     name = (f"{run.probe}-{run.model}-L{run.n_layers}-s{run.seed}-"
-            f"{run.corpus.fingerprint()[:12]}-{run.train_tokens}")
+            f"{run.corpus.fingerprint()[:12]}-{run.train_tokens}"
+            + ("" if run.lr == DEFAULT_LR else f"-lr{run.lr:g}"))
     run_dir, table = work / name, work / f"{name}.table"
     t0 = time.time()
     with OtherLoad(children=True) as during:  # the CLI runs below are this probe's own
@@ -264,12 +274,12 @@ def read_rows(out: Path) -> list[dict]:
 
 
 def _run_key(run: ProbeRun) -> tuple:
-    return (run.probe, run.model, run.seed, run.corpus.fingerprint(), run.train_tokens)
+    return (run.probe, run.model, run.seed, run.corpus.fingerprint(), run.train_tokens, run.lr)
 
 
 def _row_key(row: dict) -> tuple:
     return (row.get("probe"), row.get("model"), row.get("seed"), row.get("corpus_fingerprint"),
-            row.get("tokens"))
+            row.get("tokens"), row.get("train", {}).get("lr", DEFAULT_LR))
 
 
 def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int = 0,
@@ -288,8 +298,8 @@ def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int =
         new.append(row)
         rows = [r for r in rows if _row_key(r) != key] + [row]
         write_text(out, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        log(json.dumps({k: row[k] for k in ("probe", "model", "seed", "tokens", "tpp",
-                                            "tok_s", "load_start", "busy")
-                        if k in row}))
+        log(json.dumps({"lr": run.lr} | {k: row[k] for k in (
+            "probe", "model", "seed", "tokens", "tpp", "tok_s", "gsm8k_proxy_acc", "bits_stored",
+            "other_cores_run", "busy") if k in row}))
     return new
 
