@@ -78,7 +78,8 @@ def probe_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("probe,n_rows", [("capacity", 4), ("router", 2), ("reasoning", 3),
-                                           ("design", 2), ("reasoning-k4", 2)])
+                                           ("design", 2), ("reasoning-k4", 2),
+                                           ("mix-k4", 1)])
 def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
     from optimal_sparsity.cli import main
 
@@ -102,7 +103,7 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         if probe.startswith("reasoning"):
             assert 0 <= r["gsm8k_proxy_acc"] <= 1 and 0 < r["gsm8k_proxy_trivial"] < 1
             assert set(r["val_loss_by_source"]) == {"arithmetic"}
-        if probe == "design":
+        if probe in ("design", "mix-k4"):
             assert set(r["val_loss_by_source"]) == {"knowledge", "scripts", "arithmetic"}
             assert 0 <= r["gsm8k_proxy_acc"] <= 1
         if not probe.startswith("reasoning"):
@@ -114,6 +115,8 @@ def test_probe_command_end_to_end(probe, n_rows, probe_home, capsys):
         assert [r["E"] for r in rows] == [2, 16] and {r["k"] for r in rows} == {2}
     if probe == "reasoning":
         assert [r["seed"] for r in rows] == [0, 1, 2]
+    if probe == "mix-k4":
+        assert [(r["E"], r["k"]) for r in rows] == [(16, 4)]
     if probe == "reasoning-k4":  # the same seed at two learning rates: two runs, two rows
         assert [(r["E"], r["k"], r["train"]["lr"]) for r in rows] == [(16, 4, 3e-3),
                                                                       (16, 4, 1.5e-3)]

@@ -21,6 +21,7 @@ sibling run that ended seconds ago.)
 * design: the two ends of the k = 2 family (E = 2, 16) on ``full``'s own corpus. Rule (d).
 * reasoning-k4: 3 seeds of the k = 4 sparse end (E = 16) on (c)'s arithmetic, at the design's
   learning rate and at half of it. Rule (e).
+* mix-k4: 3 seeds of the k = 4 sparse end (E = 16) on ``full``'s own corpus. Rule (f).
 
 ``--scale-down`` runs the same code at a size of seconds (for the test suite).
 """
@@ -50,7 +51,7 @@ from optimal_sparsity.provenance import provenance
 from optimal_sparsity.results.table import Row
 from optimal_sparsity.results.table import read_rows as read_table
 
-PROBES = ("capacity", "router", "reasoning", "design", "reasoning-k4")
+PROBES = ("capacity", "router", "reasoning", "design", "reasoning-k4", "mix-k4")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
 
 
@@ -117,15 +118,18 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
     if probe == "capacity":
         return [ProbeRun(probe, c, GridPoint(d, e, 2).name, 0, c.train_tokens, **kw)
                 for c in (big, little) for e in (2, 16)]
-    if probe == "design":  # the two ends of the k = 2 family on the design's own corpus
+    if probe in ("design", "mix-k4"):  # on the design's own corpus
         from optimal_sparsity.study.design import get_design
 
         design = get_design("full").corpus
         mix = dataclasses.replace(big, train_tokens=8_000, w_knowledge=design.w_knowledge,
                                   w_scripts=design.w_scripts, w_arithmetic=design.w_arithmetic,
                                   n_eval_arithmetic=8) if scale_down else design
+        if probe == "mix-k4":  # the k = 4 sparse end, 3 seeds
+            return [ProbeRun(probe, mix, GridPoint(d, 16, 4).name, s, mix.train_tokens, **kw)
+                    for s in ((0,) if scale_down else (0, 1, 2))]
         return [ProbeRun(probe, mix, GridPoint(d, e, 2).name, 0, mix.train_tokens, **kw)
-                for e in (2, 16)]
+                for e in (2, 16)]  # the two ends of the k = 2 family
     if probe == "router":
         mid = big if scale_down else knowledge_corpus(4_096, 100)  # 4.9M tokens
         return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
