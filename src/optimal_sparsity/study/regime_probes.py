@@ -290,6 +290,7 @@ def run_probe(probe: str, out: Path, *, scale_down: bool = False, threads: int =
               allow_busy: bool = False, work: Path | None = None, log=print) -> list[dict]:
     """Run every run of ``probe``, appending each row to ``out`` (atomically) as it ends."""
     threads = threads or (os.cpu_count() or 1)
+    provenance()  # the commit is read (and cached) as the probe starts, not as a row ends
     rows = read_rows(out)
     work = work or out.with_name(out.stem + "-runs")
     new = []
