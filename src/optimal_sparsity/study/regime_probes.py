@@ -1,6 +1,6 @@
 """Probes that decide the study's design in the paper's regime (references/probes/PLAN.md).
 
-``./reproduce probe capacity|router|reasoning|design --out FILE.jsonl`` is a script of the
+``./reproduce probe NAME --out FILE.jsonl`` (NAME one of ``PROBES``) is a script of the
 CLI's own commands: for each run it builds the probe's corpus (the corpus cache), then runs
 ``./reproduce train`` and ``./reproduce eval`` (tiers pretrain, knowledge_bits, accuracy on
 gsm8k_proxy) into a results table of the run's own, and writes one JSON line: the two
@@ -53,6 +53,7 @@ from optimal_sparsity.results.table import read_rows as read_table
 
 PROBES = ("capacity", "router", "reasoning", "design", "reasoning-k4", "mix-k4")
 RECORD_TOKENS = 12  # values-style record: 2 names, ":", 8 values, EOS
+DEFAULT_LR = 3e-3  # the design's learning rate
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,7 @@ class ProbeRun:
     n_layers: int = 4
     seq_len: int = 128
     micro_batch: int = 16
-    lr: float = 3e-3
-
-
-DEFAULT_LR = ProbeRun.__dataclass_fields__["lr"].default
+    lr: float = DEFAULT_LR
 
 
 def knowledge_corpus(n_people: int, exposures: float, *, n_values: int = 256,
@@ -115,6 +113,7 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         little = knowledge_corpus(1_024, 160)  # 2.0M tokens: ~2 min per model
         arith = reasoning_corpus(5_000_000)  # ~4 min per seed
         d, kw = 64, {}
+    k4_seeds = (0,) if scale_down else (0, 1, 2)  # probes (e), (f): 3 seeds, 1 scaled down
     if probe == "capacity":
         return [ProbeRun(probe, c, GridPoint(d, e, 2).name, 0, c.train_tokens, **kw)
                 for c in (big, little) for e in (2, 16)]
@@ -127,7 +126,7 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
                                   n_eval_arithmetic=8) if scale_down else design
         if probe == "mix-k4":  # the k = 4 sparse end, 3 seeds
             return [ProbeRun(probe, mix, GridPoint(d, 16, 4).name, s, mix.train_tokens, **kw)
-                    for s in ((0,) if scale_down else (0, 1, 2))]
+                    for s in k4_seeds]
         return [ProbeRun(probe, mix, GridPoint(d, e, 2).name, 0, mix.train_tokens, **kw)
                 for e in (2, 16)]  # the two ends of the k = 2 family
     if probe == "router":
@@ -135,9 +134,8 @@ def plan_runs(probe: str, scale_down: bool = False) -> list[ProbeRun]:
         return [ProbeRun(probe, mid, m, 0, mid.train_tokens, **kw)
                 for m in (GridPoint(d, 2, 2).name, GridPoint(d, 16, 1).name)]
     if probe == "reasoning-k4":  # the k = 4 sparse end at the design's LR and at half of it
-        seeds = (0,) if scale_down else (0, 1, 2)
         return [ProbeRun(probe, arith, GridPoint(d, 16, 4).name, s, arith.train_tokens,
-                         lr=lr, **kw) for lr in (3e-3, 1.5e-3) for s in seeds]
+                         lr=lr, **kw) for lr in (DEFAULT_LR, DEFAULT_LR / 2) for s in k4_seeds]
     return [ProbeRun(probe, arith, GridPoint(d, 2, 2).name, s, arith.train_tokens, **kw)
             for s in (0, 1, 2)]
 
@@ -210,8 +208,7 @@ def run_one(run: ProbeRun, work: Path, threads: int, allow_busy: bool) -> dict[s
                         f"{OTHER_CORES_MAX}): a contended run is not recorded (wait for a quiet "
                         "machine, or pass --allow-busy to record it marked busy)")
     name = (f"{run.probe}-{run.model}-L{run.n_layers}-s{run.seed}-"
-            f"{run.corpus.fingerprint()[:12]}-{run.train_tokens}"
-            + ("" if run.lr == DEFAULT_LR else f"-lr{run.lr:g}"))
+            f"{run.corpus.fingerprint()[:12]}-{run.train_tokens}-lr{run.lr:g}")
     run_dir, table = work / name, work / f"{name}.table"
     t0 = time.time()
     with OtherLoad(children=True) as during:  # the CLI runs below are this probe's own
